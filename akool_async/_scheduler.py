@@ -1,0 +1,315 @@
+"""One poll scheduler per batch: a heap of due times, not a sleeping coroutine per job.
+
+Each watched id is an entry ``(due, seq, watch)`` in a heap. One driver task sleeps until
+the earliest due time (or until a new, earlier entry arrives), takes a send slot from the
+shared :class:`~akool_async._pacing.Pacer` (the polls-per-second budget of every job in the
+batch), and starts a short-lived task for that single GET. Ten thousand jobs in flight are
+ten thousand small objects in a heap, not ten thousand timers.
+
+Intervals per id:
+
+- Cold start: ``initial * factor**n`` capped at ``max_interval``, jittered.
+- Adaptive (once ``ADAPTIVE_MIN_SAMPLES`` jobs of the same kind and size have completed):
+  the first poll aims at a low quantile of the observed durations, and later polls follow
+  ``ADAPTIVE_LAG`` times the elapsed time (geometric in elapsed time), so the detection lag
+  stays a small fraction of a job's duration whatever its length, with a few polls per job.
+- Webhook-backed ids poll only every ``reconcile_interval``: the webhook completes them; the
+  slow poll is the safety net for a webhook that never arrives.
+
+A job's observed duration is taken as the midpoint between its last non-terminal poll and
+the poll that saw it finished: the true end lies in that window.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+import math
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+import anyio
+import attrs
+
+from ._clock import Clock
+from ._config import PollPolicy
+from ._errors import AkoolError, RateLimitError, WaitTimeoutError
+from ._models import TaskStatus
+from ._pacing import Pacer
+
+__all__ = ["DurationEstimator", "PollScheduler", "Watch"]
+
+#: Completed jobs of a bucket needed before its estimate steers first polls.
+ADAPTIVE_MIN_SAMPLES = 3
+#: Quantile of observed durations the first adaptive poll aims at (low, so that most jobs
+#: are still running at the first poll and are then caught by the fine-grained follow-ups).
+ADAPTIVE_FIRST_QUANTILE = 0.2
+#: Adaptive follow-up interval as a fraction of the time elapsed since the create: the
+#: detection lag is at most this fraction of a job's duration (about half of it on average).
+ADAPTIVE_LAG = 0.12
+#: Durations remembered per bucket (a sliding window: the service's speed drifts).
+ESTIMATOR_WINDOW = 256
+
+
+class DurationEstimator:
+    """Observed job durations per bucket (kind, resolution, video length class)."""
+
+    __slots__ = ("_order", "_sorted")
+
+    def __init__(self) -> None:
+        self._sorted: dict[Hashable, list[float]] = {}
+        self._order: dict[Hashable, deque[float]] = {}
+
+    def observe(self, bucket: Hashable, duration: float) -> None:
+        """Record one completed job's duration (seconds)."""
+        order = self._order.setdefault(bucket, deque())
+        values = self._sorted.setdefault(bucket, [])
+        if len(order) >= ESTIMATOR_WINDOW:
+            old = order.popleft()
+            del values[bisect.bisect_left(values, old)]
+        order.append(duration)
+        bisect.insort(values, duration)
+
+    def quantile(self, bucket: Hashable, q: float) -> float | None:
+        """The ``q`` quantile of the bucket, or None before ``ADAPTIVE_MIN_SAMPLES`` jobs."""
+        values = self._sorted.get(bucket)
+        if not values or len(values) < ADAPTIVE_MIN_SAMPLES:
+            return None
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    def samples(self, bucket: Hashable) -> int:
+        """How many durations the bucket holds."""
+        return len(self._sorted.get(bucket, ()))
+
+
+@attrs.define(eq=False, slots=True)
+class Watch:
+    """One id being polled. ``on_done`` receives the terminal result or an AkoolError."""
+
+    task_id: str
+    kind: str
+    bucket: Hashable
+    poll: Callable[[str], Awaitable[Any]]
+    on_done: Callable[[Any], None]
+    started: float
+    deadline: float | None = None
+    webhook: bool = False
+    polls: int = 0
+    last_poll: float | None = None
+    done: bool = False
+    # The last poll's status, for progress reporting.
+    status: TaskStatus = TaskStatus.QUEUEING
+
+
+class PollScheduler:
+    """Polls every watched id until it is terminal, within one shared rate budget.
+
+    ``run()`` must be started in the owner's task group; it returns only when cancelled.
+    """
+
+    def __init__(
+        self,
+        policy: PollPolicy,
+        clock: Clock,
+        *,
+        pacer: Pacer | None = None,
+        max_concurrent_polls: int = 64,
+        rng: random.Random | None = None,
+        estimator: DurationEstimator | None = None,
+        on_throttle: Callable[[float | None], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.pacer = pacer or Pacer(policy.max_polls_per_second, clock)
+        self.estimator = estimator or DurationEstimator()
+        self._rng = rng or random.Random()
+        self._heap: list[tuple[float, int, Watch]] = []
+        self._seq = itertools.count()
+        self._wakeup = anyio.Event()
+        self._limiter = anyio.CapacityLimiter(max_concurrent_polls)
+        self._on_throttle = on_throttle
+        self._by_id: dict[str, Watch] = {}
+        self.polls_sent = 0
+
+    # -- public API -----------------------------------------------------------------------
+
+    def watch(
+        self,
+        task_id: str,
+        *,
+        kind: str,
+        poll: Callable[[str], Awaitable[Any]],
+        on_done: Callable[[Any], None],
+        bucket: Hashable = None,
+        deadline: float | None = None,
+        webhook: bool = False,
+        started: float | None = None,
+    ) -> Watch:
+        """Start polling ``task_id``; ``deadline`` is absolute on the scheduler's clock."""
+        now = self.clock.monotonic()
+        w = Watch(
+            task_id=task_id,
+            kind=kind,
+            bucket=(kind, bucket),
+            poll=poll,
+            on_done=on_done,
+            started=now if started is None else started,
+            deadline=deadline,
+            webhook=webhook,
+        )
+        self._by_id[task_id] = w
+        self._schedule(w, now + self._first_delay(w))
+        return w
+
+    def complete(self, task_id: str, outcome: Any) -> bool:
+        """Finish a watched id from outside (a webhook event); False if not watched."""
+        w = self._by_id.get(task_id)
+        if w is None or w.done:
+            return False
+        self._finish(w, outcome)
+        return True
+
+    def cancel(self, task_id: str) -> None:
+        """Stop watching ``task_id`` without an outcome."""
+        w = self._by_id.pop(task_id, None)
+        if w is not None:
+            w.done = True
+
+    @property
+    def watching(self) -> int:
+        """Ids still being polled."""
+        return len(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    # -- delays ---------------------------------------------------------------------------
+
+    def _jitter(self, delay: float) -> float:
+        j = self.policy.jitter
+        return delay * self._rng.uniform(1.0 - j, 1.0 + j) if j else delay
+
+    def _first_delay(self, w: Watch) -> float:
+        if w.webhook:
+            return self._jitter(self.policy.reconcile_interval)
+        if self.policy.adaptive:
+            aim = self.estimator.quantile(w.bucket, ADAPTIVE_FIRST_QUANTILE)
+            if aim is not None:
+                return self._jitter(aim)
+        return self._jitter(self.policy.initial)
+
+    def _next_delay(self, w: Watch, now: float) -> float:
+        p = self.policy
+        if w.webhook:
+            return self._jitter(p.reconcile_interval)
+        backoff = min(p.max_interval, p.initial * p.factor**w.polls)
+        if p.adaptive and self.estimator.samples(w.bucket) >= ADAPTIVE_MIN_SAMPLES:
+            # Follow the elapsed time: lag stays a fixed fraction of the job's duration.
+            return self._jitter(min(backoff, max(0.0, (now - w.started) * ADAPTIVE_LAG)))
+        return self._jitter(backoff)
+
+    # -- the driver -----------------------------------------------------------------------
+
+    def _schedule(self, w: Watch, due: float) -> None:
+        if w.deadline is not None and due > w.deadline:
+            due = w.deadline
+        earliest = self._heap[0][0] if self._heap else math.inf
+        heapq.heappush(self._heap, (due, next(self._seq), w))
+        if due < earliest:
+            self._wakeup.set()
+
+    def _finish(self, w: Watch, outcome: Any) -> None:
+        w.done = True
+        self._by_id.pop(w.task_id, None)
+        w.on_done(outcome)
+
+    async def run(self) -> None:
+        """Drive the heap forever (until cancelled)."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                if not self._heap:
+                    await self._wait_for_wakeup(math.inf)
+                    continue
+                due, _, w = self._heap[0]
+                if w.done:
+                    heapq.heappop(self._heap)
+                    continue
+                now = self.clock.monotonic()
+                if due > now:
+                    await self._wait_for_wakeup(due - now)
+                    continue
+                heapq.heappop(self._heap)
+                if w.deadline is not None and now >= w.deadline:
+                    self._finish(w, self._timeout_error(w))
+                    continue
+                await self.pacer.acquire()
+                await self._limiter.acquire()
+                if self._by_id.get(w.task_id) is not w:  # a webhook finished it meanwhile
+                    self._limiter.release()
+                    continue
+                tg.start_soon(self._poll_once, w)
+
+    async def _wait_for_wakeup(self, seconds: float) -> None:
+        self._wakeup = anyio.Event()
+        with anyio.move_on_after(seconds):
+            await self._wakeup.wait()
+
+    async def _poll_once(self, w: Watch) -> None:
+        try:
+            await self._poll_body(w)
+        finally:
+            self._limiter.release()
+
+    async def _poll_body(self, w: Watch) -> None:
+        self.polls_sent += 1
+        w.polls += 1
+        try:
+            result = await w.poll(w.task_id)
+        except RateLimitError as err:
+            self.pacer.throttled(err.retry_after)
+            if self._on_throttle is not None:
+                self._on_throttle(err.retry_after)
+            if not w.done:
+                self._reschedule(w, err.retry_after)
+            return
+        except AkoolError as err:
+            if w.done:
+                return
+            if err.retryable:
+                self._reschedule(w, None)
+            else:
+                self._finish(w, err)
+            return
+        now = self.clock.monotonic()
+        if w.done:
+            return
+        self.pacer.succeeded()
+        status: TaskStatus = result.status
+        w.status = status
+        if status.is_terminal:
+            # The true end lies between the previous poll and this one.
+            previous = w.last_poll if w.last_poll is not None else w.started
+            self.estimator.observe(w.bucket, (previous + now) / 2 - w.started)
+            self._finish(w, result)
+            return
+        w.last_poll = now
+        self._reschedule(w, None)
+
+    def _reschedule(self, w: Watch, at_least: float | None) -> None:
+        now = self.clock.monotonic()
+        delay = self._next_delay(w, now)
+        if at_least is not None:
+            delay = max(delay, at_least)
+        self._schedule(w, now + delay)
+
+    @staticmethod
+    def _timeout_error(w: Watch) -> WaitTimeoutError:
+        return WaitTimeoutError(
+            f"task {w.task_id} did not finish before its deadline (last status "
+            f"{w.status.name.lower()}); it may still complete remotely",
+            task_id=w.task_id,
+            deadline=w.deadline,
+        )
