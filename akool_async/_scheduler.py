@@ -128,8 +128,10 @@ class PollScheduler:
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, Watch]] = []
         self._seq = itertools.count()
-        self._wakeup = anyio.Event()
-        self._limiter = anyio.CapacityLimiter(max_concurrent_polls)
+        # The driver's current wait; cancelling it wakes the driver (an earlier entry arrived).
+        self._wait_scope: anyio.CancelScope | None = None
+        # A semaphore, not a CapacityLimiter: the driver acquires, the poll task releases.
+        self._limiter = anyio.Semaphore(max_concurrent_polls)
         self._on_throttle = on_throttle
         self._by_id: dict[str, Watch] = {}
         self.polls_sent = 0
@@ -218,8 +220,8 @@ class PollScheduler:
             due = w.deadline
         earliest = self._heap[0][0] if self._heap else math.inf
         heapq.heappush(self._heap, (due, next(self._seq), w))
-        if due < earliest:
-            self._wakeup.set()
+        if due < earliest and self._wait_scope is not None:
+            self._wait_scope.cancel()
 
     def _finish(self, w: Watch, outcome: Any) -> None:
         w.done = True
@@ -253,9 +255,17 @@ class PollScheduler:
                 tg.start_soon(self._poll_once, w)
 
     async def _wait_for_wakeup(self, seconds: float) -> None:
-        self._wakeup = anyio.Event()
-        with anyio.move_on_after(seconds):
-            await self._wakeup.wait()
+        # Sleep through the injected clock (tests and compressed benchmarks control time),
+        # in a scope that _schedule() cancels when an earlier entry arrives.
+        with anyio.CancelScope() as scope:
+            self._wait_scope = scope
+            try:
+                if math.isinf(seconds):
+                    await anyio.sleep_forever()
+                else:
+                    await self.clock.sleep(seconds)
+            finally:
+                self._wait_scope = None
 
     async def _poll_once(self, w: Watch) -> None:
         try:

@@ -1,0 +1,265 @@
+"""Unit tests of the request pacer and the poll scheduler (pure logic, logical time)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+import anyio
+import attrs
+import pytest
+
+from akool_async._config import PollPolicy
+from akool_async._errors import NotFoundError, RateLimitError, ServerError, WaitTimeoutError
+from akool_async._models import TaskStatus
+from akool_async._pacing import DECREASE, Pacer
+from akool_async._scheduler import ADAPTIVE_MIN_SAMPLES, DurationEstimator, PollScheduler
+
+pytestmark = pytest.mark.anyio
+
+
+class LogicalClock:
+    """A clock whose sleep advances logical time instantly (then yields to the loop)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+@attrs.frozen
+class FakeResult:
+    status: TaskStatus
+
+
+async def test_pacer_spaces_slots_at_the_configured_rate() -> None:
+    """Ten acquisitions at 5 req/s occupy exactly 1.8 logical seconds (first slot is free)."""
+    clock = LogicalClock()
+    pacer = Pacer(5.0, clock)
+    for _ in range(10):
+        await pacer.acquire()
+    assert clock.now == pytest.approx(1.8)
+
+
+async def test_pacer_throttle_cuts_rate_once_per_burst_and_honours_retry_after() -> None:
+    """A burst of throttles cuts the rate once, and Retry-After pauses the next slot."""
+    clock = LogicalClock()
+    pacer = Pacer(10.0, clock)
+    pacer.throttled(2.0)
+    pacer.throttled(2.0)
+    pacer.throttled(2.0)
+    assert pacer.rate == pytest.approx(10.0 * DECREASE)
+    assert pacer.throttles == 3
+    await pacer.acquire()
+    assert clock.now == pytest.approx(2.0)
+
+
+async def test_pacer_recovers_additively_to_its_ceiling() -> None:
+    """Successes raise a throttled rate back to, and never above, the ceiling."""
+    clock = LogicalClock()
+    pacer = Pacer(10.0, clock)
+    pacer.throttled(None)
+    assert pacer.rate < 10.0
+    for _ in range(1000):
+        pacer.succeeded()
+    assert pacer.rate == 10.0
+
+
+async def test_unbounded_pacer_starts_from_the_observed_rate_when_throttled() -> None:
+    """An infinite-ceiling pacer sends freely, then slows below its observed rate."""
+    clock = LogicalClock()
+    pacer = Pacer(math.inf, clock)
+    for _ in range(33):
+        await pacer.acquire()
+        clock.now += 0.01  # the caller's own work: 100 requests per second
+    assert clock.now == pytest.approx(0.33)
+    pacer.throttled(None)
+    assert pacer.rate == pytest.approx(100.0 * DECREASE, rel=0.05)
+
+
+def test_estimator_quantiles_need_min_samples_and_slide() -> None:
+    """The estimator answers only after enough samples and forgets the oldest ones."""
+    est = DurationEstimator()
+    for d in range(ADAPTIVE_MIN_SAMPLES - 1):
+        est.observe("b", float(d))
+    assert est.quantile("b", 0.5) is None
+    est.observe("b", 10.0)
+    assert est.quantile("b", 0.0) == 0.0
+    for _ in range(300):
+        est.observe("b", 50.0)
+    assert est.quantile("b", 0.0) == 50.0
+    assert est.samples("b") == 256
+
+
+async def _run_scheduler(sched: PollScheduler, clock: LogicalClock, until: anyio.Event) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sched.run)
+        await until.wait()
+        tg.cancel_scope.cancel()
+
+
+async def test_scheduler_polls_each_id_until_terminal_and_reports_once() -> None:
+    """Every watched id gets exactly one outcome, after as many polls as it needed."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=0.001, factor=1.5, max_interval=0.01, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=False)
+    sched = PollScheduler(policy, clock, rng=random.Random(1))
+    needed = {f"t{i}": 1 + i % 4 for i in range(40)}
+    seen: dict[str, int] = dict.fromkeys(needed, 0)
+    outcomes: dict[str, list[object]] = {k: [] for k in needed}
+    all_done = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        seen[task_id] += 1
+        done = seen[task_id] >= needed[task_id]
+        return FakeResult(TaskStatus.COMPLETED if done else TaskStatus.PROCESSING)
+
+    def on_done_for(task_id: str) -> Callable[[object], None]:
+        def on_done(value: object) -> None:
+            outcomes[task_id].append(value)
+            if all(outcomes.values()):
+                all_done.set()
+        return on_done
+
+    for task_id in needed:
+        sched.watch(task_id, kind="k", poll=poll, on_done=on_done_for(task_id))
+    await _run_scheduler(sched, clock, all_done)
+    assert seen == needed
+    assert all(len(v) == 1 for v in outcomes.values())
+    assert sched.watching == 0
+
+
+async def test_scheduler_backs_off_exponentially_per_id() -> None:
+    """Without adaptation, successive polls of one id are initial * factor**n apart."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=1.0, factor=2.0, max_interval=5.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=False)
+    sched = PollScheduler(policy, clock)
+    times: list[float] = []
+    finished = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        times.append(clock.now)
+        return FakeResult(TaskStatus.COMPLETED if len(times) == 5 else TaskStatus.QUEUEING)
+
+    sched.watch("a", kind="k", poll=poll, on_done=lambda _v: finished.set())
+    await _run_scheduler(sched, clock, finished)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert times[0] == pytest.approx(1.0)
+    assert gaps == pytest.approx([2.0, 4.0, 5.0, 5.0])
+
+
+async def test_scheduler_adaptive_first_poll_aims_at_observed_duration() -> None:
+    """After a few completions, a new job's first poll lands near the observed duration."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=1.0, factor=1.5, max_interval=100.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=True)
+    sched = PollScheduler(policy, clock)
+    for _ in range(ADAPTIVE_MIN_SAMPLES):
+        sched.estimator.observe(("k", "b"), 30.0)
+    first_poll: list[float] = []
+    finished = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        first_poll.append(clock.now)
+        finished.set()
+        return FakeResult(TaskStatus.COMPLETED)
+
+    sched.watch("x", kind="k", bucket="b", poll=poll, on_done=lambda _v: None)
+    await _run_scheduler(sched, clock, finished)
+    assert first_poll == [pytest.approx(30.0)]
+
+
+async def test_scheduler_deadline_gives_wait_timeout_with_task_id() -> None:
+    """A job still running at its deadline ends as WaitTimeoutError carrying its id."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=1.0, factor=1.0, max_interval=1.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=False)
+    sched = PollScheduler(policy, clock)
+    got: list[object] = []
+    finished = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        return FakeResult(TaskStatus.PROCESSING)
+
+    def on_done(value: object) -> None:
+        got.append(value)
+        finished.set()
+
+    sched.watch("slow", kind="k", poll=poll, on_done=on_done, deadline=3.5)
+    await _run_scheduler(sched, clock, finished)
+    assert clock.now == pytest.approx(3.5)
+    assert len(got) == 1
+    assert isinstance(got[0], WaitTimeoutError)
+    assert got[0].task_id == "slow"
+    assert "processing" in str(got[0])
+
+
+async def test_scheduler_retries_transient_errors_and_reports_permanent_ones() -> None:
+    """A retryable poll error is polled again; a permanent one becomes the outcome."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=0.001, factor=1.0, max_interval=0.001, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=False)
+    sched = PollScheduler(policy, clock)
+    calls = {"flaky": 0, "gone": 0}
+    got: dict[str, object] = {}
+    finished = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        calls[task_id] += 1
+        if task_id == "gone":
+            raise NotFoundError("no such task", code=1008, task_id=task_id)
+        if calls[task_id] == 1:
+            raise ServerError("boom", http_status=503)
+        if calls[task_id] == 2:
+            raise RateLimitError("slow down", code=1005, retry_after=0.5)
+        return FakeResult(TaskStatus.COMPLETED)
+
+    def on_done_for(task_id: str) -> Callable[[object], None]:
+        def on_done(value: object) -> None:
+            got[task_id] = value
+            if len(got) == 2:
+                finished.set()
+        return on_done
+
+    for task_id in calls:
+        sched.watch(task_id, kind="k", poll=poll, on_done=on_done_for(task_id))
+    await _run_scheduler(sched, clock, finished)
+    assert calls == {"flaky": 3, "gone": 1}
+    assert isinstance(got["gone"], NotFoundError)
+    assert got["flaky"] == FakeResult(TaskStatus.COMPLETED)
+    assert sched.pacer.throttles == 1
+
+
+async def test_scheduler_complete_from_outside_stops_polling() -> None:
+    """An id completed externally (webhook) is not polled again and reports once."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=10.0, jitter=0.0, adaptive=False)
+    sched = PollScheduler(policy, clock)
+    got: list[object] = []
+    polled: list[str] = []
+
+    async def poll(task_id: str) -> FakeResult:
+        polled.append(task_id)
+        return FakeResult(TaskStatus.PROCESSING)
+
+    sched.watch("w", kind="k", poll=poll, on_done=got.append, webhook=True)
+    assert sched.complete("w", FakeResult(TaskStatus.COMPLETED))
+    assert not sched.complete("w", FakeResult(TaskStatus.COMPLETED))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sched.run)
+        # The finished entry still sits in the heap; the driver must drop it without a poll.
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    assert sched._heap == []
+    assert got == [FakeResult(TaskStatus.COMPLETED)]
+    assert polled == []
