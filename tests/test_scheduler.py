@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable
@@ -153,7 +154,7 @@ async def test_scheduler_backs_off_exponentially_per_id() -> None:
 
     sched.watch("a", kind="k", poll=poll, on_done=lambda _v: finished.set())
     await _run_scheduler(sched, clock, finished)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert times[0] == pytest.approx(1.0)
     assert gaps == pytest.approx([2.0, 4.0, 5.0, 5.0])
 
