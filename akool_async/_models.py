@@ -262,7 +262,8 @@ class CharacterSwap:
         checks.url("video", self.video)
         duration: object = self.duration
         if duration is not None and not _valid_duration(duration):
-            kind = "" if isinstance(duration, (int, float)) else "None or a number "
+            is_number = isinstance(duration, (int, float)) and not isinstance(duration, bool)
+            kind = "" if is_number else "None or a number "
             checks.add(
                 "duration",
                 f"must be {kind}between {MIN_CHARACTER_SWAP_DURATION} and "
