@@ -58,9 +58,10 @@ The crypto in brief (``akool-api.md`` §5.4-5.5)
 
 Why ``client_id`` is needed even if you call the API with an API key only: Akool's webhook
 signature is keyed by ``clientId`` alone (there is no secret in it), and the clientId is also
-the AES IV. Without it a webhook can be neither verified nor decrypted. Find it next to the
-API key in the Akool dashboard (API credentials). ``client_secret`` is the key that
-encrypts the payload (your clientSecret / API key). Treat **both** as secrets: anyone who
+the AES IV. Without it a webhook can be neither verified nor decrypted, so API-key-only
+users must look up the clientId that belongs to their credentials. ``client_secret`` is the
+AES key (the clientSecret, which Akool documents as equal to the API key; 16, 24 or 32
+characters). Treat **both** as secrets: anyone who
 knows ``client_id`` can forge a valid signature, so the encryption is what really
 authenticates a webhook. Neither value appears in any error message or repr.
 

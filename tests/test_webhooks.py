@@ -224,6 +224,20 @@ def test_independent_sender_reproduces_doc_vector() -> None:
     assert sealed == VEC_PAYLOAD
 
 
+def test_private_seal_helper_reproduces_doc_vector() -> None:
+    """The sender-side helper kept for the simulator produces the §5.6 payload exactly."""
+    from akool_async._webhook_crypto import seal  # noqa: PLC0415 - only this test uses it
+
+    sealed = seal(
+        json.loads(VEC_PLAINTEXT),
+        client_id=VEC_CLIENT_ID,
+        client_secret=VEC_SECRET,
+        timestamp_ms=1710757981609,
+        nonce="1529",
+    )
+    assert sealed == VEC_PAYLOAD
+
+
 # --------------------------------------------------------------------- accepted shapes
 
 
@@ -403,6 +417,7 @@ def _valid() -> dict[str, Any]:
 
 MALFORMED: list[tuple[str, Callable[[], Any], str]] = [
     ("not json", lambda: b"{not json", "payload"),
+    ("int body", lambda: 1529, "payload"),
     ("not utf-8", lambda: b"\xff\xfe\xfa", "payload"),
     ("empty body", lambda: b"", "payload"),
     ("json array", lambda: b"[1, 2]", "payload"),
