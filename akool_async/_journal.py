@@ -651,7 +651,12 @@ class Journal:
         return self._limiter
 
     def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        return fn(self._require_conn())
+        try:
+            return fn(self._require_conn())
+        except sqlite3.Error as exc:
+            # Locked past busy_timeout, disk full, I/O error...: one SDK error type, with
+            # the sqlite3 error as its cause. The transaction was rolled back.
+            raise JournalError(f"journal {self._path}: {type(exc).__name__}: {exc}") from exc
 
     # ------------------------------------------------------------------ reads
 
@@ -713,8 +718,10 @@ class Journal:
         Raises :class:`JournalConflictError` if ``key`` exists with another kind or
         fingerprint. ``request`` is stored as canonical JSON.
         """
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"journal key must be a non-empty str, got {key!r}")
+        if not isinstance(key, str):
+            raise TypeError(f"journal key must be a str, got {type(key).__name__}")
+        if not key:
+            raise ValueError("journal key must not be empty")
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
         request_json = _dumps(dict(request))

@@ -27,6 +27,7 @@ from akool_async._journal import (
     JobState,
     Journal,
     JournalConflictError,
+    JournalError,
     JournalFormatError,
     JournalStateError,
     error_from_json,
@@ -276,7 +277,7 @@ async def test_begin_conflict_names_the_key(tmp_path: Path, kind: Any, fingerpri
 async def test_begin_validates_arguments(tmp_path: Path) -> None:
     """begin refuses an empty key, an unknown kind and a request that is not JSON."""
     async with Journal(tmp_path / "j.db") as journal:
-        with pytest.raises(TypeError):
+        with pytest.raises(ValueError, match="empty"):
             await journal.begin("", kind="character_swap", fingerprint=FP, request={})
         with pytest.raises(ValueError, match="kind"):
             await journal.begin("a", kind="lip_sync", fingerprint=FP, request={})  # type: ignore[arg-type]
@@ -370,6 +371,22 @@ async def test_empty_file_becomes_a_journal(tmp_path: Path) -> None:
     async with Journal(path) as journal:
         await begin(journal, "a")
         assert len(await journal.records()) == 1
+
+
+async def test_sqlite_errors_become_journal_errors(tmp_path: Path) -> None:
+    """A write blocked by another process's lock past busy_timeout raises JournalError."""
+    path = tmp_path / "j.db"
+    async with Journal(path, busy_timeout=0) as journal:
+        await begin(journal, "a")
+        with sqlite_connect(path) as other:
+            other.isolation_level = None
+            other.execute("BEGIN IMMEDIATE")  # hold the write lock
+            with pytest.raises(JournalError, match="locked") as info:
+                await journal.mark_sending("a")
+            other.execute("ROLLBACK")
+        assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+        rec = await journal.mark_sending("a")
+        assert rec.state is JobState.SENDING
 
 
 async def test_lifecycle_misuse_is_reported(tmp_path: Path) -> None:
