@@ -407,7 +407,8 @@ class AkoolSimulator:
     - ``host`` ["127.0.0.1"], ``port`` [0 = ephemeral], ``log_size`` [10000 entries].
 
     Test hooks in source video URLs: ``duration=N`` (detected seconds), ``people=N`` (persons
-    found by an analysis; 0 makes the analysis fail), ``fail=1`` (the task fails).
+    found by an analysis; 0 makes the analysis fail), ``fail=1`` (a swap task fails; its
+    analysis still succeeds).
     Errors are HTTP 200 ``{"code": N, "msg": "..."}`` with no ``data`` key.
     """
 
@@ -772,7 +773,7 @@ class AkoolSimulator:
             create_ms=self._clock.epoch_ms(now),
             t_proc=now + queue,
             t_done=now + queue + process,
-            will_fail=fails or force_fail or forced_failure(video_url),
+            will_fail=fails or force_fail or (kind != "analysis" and forced_failure(video_url)),
             price=price,
             video_duration=seconds,
             resolution=resolution,
