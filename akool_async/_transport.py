@@ -1,0 +1,216 @@
+"""The narrow seam over ONE long-lived ``aiohttp.ClientSession``.
+
+:class:`Transport` sends one request and returns its status, headers and body bytes; it
+knows nothing about envelopes, auth or retries. aiohttp exceptions are mapped precisely,
+because the mapping decides whether a create may be resent:
+
+- the request never left (DNS, refused, TLS, connect/pool timeout) -> :class:`ConnectError`;
+- a timeout once the request may have been sent -> :class:`RequestTimeoutError`
+  (also a builtin ``TimeoutError``);
+- the connection dropped or the body broke after sending -> :class:`ConnectionLostError`;
+- an unparseable HTTP answer or a body over ``Limits.max_response_bytes`` ->
+  :class:`ResponseError`.
+
+aiohttp itself resends only idempotent methods on a dead keep-alive connection, never a
+POST. Redirects are never followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as _json
+import logging
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import aiohttp
+import anyio
+from yarl import URL
+
+from ._config import Limits, Timeouts
+from ._errors import (
+    ClientStateError,
+    ConnectError,
+    ConnectionLostError,
+    RequestTimeoutError,
+    ResponseError,
+)
+
+__all__ = ["RawResponse", "Transport"]
+
+_logger = logging.getLogger("akool_async")
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class RawResponse(NamedTuple):
+    """One HTTP answer: status code, headers (case-insensitive mapping), body bytes."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Transport:
+    """Sends requests to ``base_url`` over one pooled session (open it before use).
+
+    ``timeouts``: ``connect`` covers waiting for a pool slot plus TCP/TLS setup; ``read`` is
+    the longest silence while reading; ``total`` bounds the whole request. ``limits`` sets
+    the pool size and the largest body accepted.
+    """
+
+    __slots__ = ("_base", "_limits", "_max_bytes", "_session", "_timeouts", "_urls", "_user_agent")
+
+    def __init__(
+        self, base_url: str, *, timeouts: Timeouts, limits: Limits, user_agent: str
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._timeouts = timeouts
+        self._limits = limits
+        self._max_bytes = limits.max_response_bytes
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+        # Parsed URLs per path: yarl parsing is the largest per-request cost we can avoid.
+        self._urls: dict[str, URL] = {}
+
+    @property
+    def base_url(self) -> str:
+        """The base URL requests are sent to (no trailing slash)."""
+        return self._base
+
+    async def open(self) -> None:
+        """Create the session and its connection pool (must run inside the event loop)."""
+        if self._session is not None:
+            raise ClientStateError("the transport is already open")
+        t = self._timeouts
+        connector = aiohttp.TCPConnector(
+            limit=self._limits.max_connections,
+            limit_per_host=self._limits.max_connections_per_host,
+            keepalive_timeout=self._limits.keepalive_expiry,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.read),
+            headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        """Close the session and every pooled connection (idempotent, shielded)."""
+        session, self._session = self._session, None
+        if session is not None:
+            with anyio.CancelScope(shield=True):
+                await session.close()
+
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self._base + path)
+        return url
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> RawResponse:
+        """Send one request; return the answer whatever its status, or raise a TransportError.
+
+        ``path`` starts with ``/``; ``json`` (if not None) is sent as the JSON body.
+        """
+        session = self._session
+        if session is None:
+            raise ClientStateError("the transport is not open")
+        data: bytes | None = None
+        if json is not None:
+            data = _dumps(json).encode()
+            headers = {**headers, **_JSON_HEADERS} if headers else _JSON_HEADERS
+        try:
+            async with session.request(
+                method,
+                self._url(path),
+                params=params,
+                data=data,
+                headers=headers,
+                allow_redirects=False,
+            ) as resp:
+                length = resp.content_length
+                if length is not None and length <= self._max_bytes:
+                    body = await resp.read()
+                else:
+                    body = await self._read_capped(resp, method, path)
+                status = resp.status
+                result = RawResponse(status, resp.headers, body)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _map_error(exc, method, path) from exc
+        if _logger.isEnabledFor(logging.DEBUG):
+            _logger.debug("%s %s -> HTTP %d, %d bytes", method, path, status, len(body))
+        return result
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+        limit = self._max_bytes
+        length = resp.content_length
+        if length is not None and length > limit:
+            raise ResponseError(
+                f"response body of {length} bytes exceeds the {limit}-byte limit",
+                method=method,
+                path=path,
+                http_status=resp.status,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise ResponseError(
+                    f"response body exceeds the {limit}-byte limit",
+                    method=method,
+                    path=path,
+                    http_status=resp.status,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _map_error(exc: BaseException, method: str, path: str) -> Exception:
+    """The SDK error for an aiohttp/timeout exception (order matters: subclasses first)."""
+    name = type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        # Raised only while waiting for a pool slot or connecting: nothing was sent.
+        return ConnectError(
+            f"timed out connecting to the server ({name}); the request was not sent",
+            method=method,
+            path=path,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # DNS, refused, TLS and proxy failures: the connection was never made.
+        return ConnectError(
+            f"could not connect ({name}: {exc}); the request was not sent",
+            method=method,
+            path=path,
+        )
+    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        return RequestTimeoutError(
+            f"the request timed out ({name}); the server may have processed it",
+            method=method,
+            path=path,
+        )
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Unparseable status line or headers, or a bad content encoding.
+        return ResponseError(
+            f"malformed HTTP answer ({name}: {exc.message})",
+            method=method,
+            path=path,
+            http_status=exc.status or None,
+        )
+    return ConnectionLostError(
+        f"the connection was lost ({name}: {exc}); the server may have processed the request",
+        method=method,
+        path=path,
+    )

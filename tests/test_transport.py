@@ -1,0 +1,296 @@
+"""Transport seam: one session, exact aiohttp error mapping, body cap, no redirects.
+
+These unit tests use tiny local servers on 127.0.0.1 (aiohttp.web apps and raw asyncio
+sockets) to produce each network condition; behaviour tests use the Akool simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+from aiohttp import web
+
+from akool_async._config import Limits, Timeouts
+from akool_async._errors import (
+    ClientStateError,
+    ConnectError,
+    ConnectionLostError,
+    RequestTimeoutError,
+    ResponseError,
+    TransportError,
+)
+from akool_async._transport import Transport
+
+pytestmark = pytest.mark.anyio
+
+FAST = Timeouts(connect=5.0, read=5.0, total=10.0)
+
+
+@asynccontextmanager
+async def web_server(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """Serve ``handler`` for every path on 127.0.0.1; yield the base URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def raw_server(reply: bytes | None) -> AsyncIterator[str]:
+    """A socket server that reads one request head, writes ``reply`` (if any) and closes."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if reply is not None:
+            writer.write(reply)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@asynccontextmanager
+async def transport(
+    base_url: str, *, timeouts: Timeouts = FAST, limits: Limits | None = None
+) -> AsyncIterator[Transport]:
+    """An open Transport to ``base_url``, closed afterwards."""
+    t = Transport(base_url, timeouts=timeouts, limits=limits or Limits(), user_agent="test/1")
+    await t.open()
+    try:
+        yield t
+    finally:
+        await t.aclose()
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def test_round_trip_sends_json_params_and_headers() -> None:
+    """A request carries method, path, params, JSON body and headers; the answer comes back."""
+    seen: dict[str, object] = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.update(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            body=await request.json(),
+            ctype=request.headers.get("Content-Type"),
+            ua=request.headers.get("User-Agent"),
+            key=request.headers.get("x-api-key"),
+        )
+        return web.json_response({"code": 1000}, headers={"X-Extra": "1"})
+
+    async with web_server(handler) as url, transport(url + "/") as t:
+        raw = await t.request(
+            "POST", "/a/b", params={"_id": "x y"}, json={"k": "v"}, headers={"x-api-key": "K"}
+        )
+    assert raw.status == 200
+    assert json.loads(raw.body) == {"code": 1000}
+    assert raw.headers["x-extra"] == "1"
+    assert seen == {
+        "method": "POST",
+        "path": "/a/b",
+        "query": {"_id": "x y"},
+        "body": {"k": "v"},
+        "ctype": "application/json",
+        "ua": "test/1",
+        "key": "K",
+    }
+
+
+async def test_many_requests_reuse_one_connection() -> None:
+    """Sequential requests reuse a pooled keep-alive connection."""
+    peers: set[object] = set()
+
+    async def handler(request: web.Request) -> web.Response:
+        peers.add(request.transport.get_extra_info("peername") if request.transport else None)
+        return web.Response(body=b"{}")
+
+    async with web_server(handler) as url, transport(url) as t:
+        for _ in range(5):
+            await t.request("GET", "/x")
+    assert len(peers) == 1
+
+
+async def test_refused_port_is_connect_error() -> None:
+    """A refused connection is a ConnectError: the request never left."""
+    async with transport(f"http://127.0.0.1:{free_port()}") as t:
+        with pytest.raises(ConnectError) as info:
+            await t.request("POST", "/create", json={})
+    assert info.value.method == "POST"
+    assert info.value.path == "/create"
+    assert isinstance(info.value.__cause__, Exception)
+
+
+async def test_close_after_request_is_connection_lost() -> None:
+    """A connection closed after the request was read is a ConnectionLostError."""
+    async with raw_server(None) as url, transport(url) as t:
+        with pytest.raises(ConnectionLostError):
+            await t.request("POST", "/create", json={"a": 1})
+
+
+async def test_truncated_body_is_connection_lost() -> None:
+    """A body shorter than its Content-Length is a ConnectionLostError."""
+    reply = b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"code":'
+    async with raw_server(reply) as url, transport(url) as t:
+        with pytest.raises(ConnectionLostError):
+            await t.request("GET", "/x")
+
+
+async def test_garbage_status_line_is_response_error() -> None:
+    """An answer that is not HTTP is a ResponseError."""
+    async with raw_server(b"SMTP ready, not HTTP\r\n\r\n") as url, transport(url) as t:
+        with pytest.raises(ResponseError):
+            await t.request("GET", "/x")
+
+
+async def test_slow_answer_is_request_timeout() -> None:
+    """An answer slower than the read timeout is a RequestTimeoutError and a TimeoutError."""
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(body=b"{}")
+
+    async with web_server(handler) as url:
+        async with transport(url, timeouts=Timeouts(connect=5, read=0.05, total=10)) as t:
+            with pytest.raises(RequestTimeoutError) as info:
+                await t.request("GET", "/x")
+        release.set()
+    assert isinstance(info.value, TimeoutError)
+    assert isinstance(info.value, TransportError)
+
+
+async def test_total_timeout_is_request_timeout() -> None:
+    """Passing the total timeout is a RequestTimeoutError."""
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(body=b"{}")
+
+    async with web_server(handler) as url:
+        async with transport(url, timeouts=Timeouts(connect=5, read=5, total=0.05)) as t:
+            with pytest.raises(RequestTimeoutError):
+                await t.request("POST", "/x", json={})
+        release.set()
+
+
+async def test_pool_wait_timeout_is_connect_error() -> None:
+    """Timing out while waiting for a pool slot is a ConnectError: nothing was sent."""
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        entered.set()
+        await release.wait()
+        return web.Response(body=b"{}")
+
+    timeouts = Timeouts(connect=0.05, read=30, total=30)
+    statuses: list[int] = []
+
+    async def hold(t: Transport) -> None:
+        statuses.append((await t.request("GET", "/hold")).status)
+
+    async with (
+        web_server(handler) as url,
+        transport(url, timeouts=timeouts, limits=Limits(max_connections=1)) as t,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(hold, t)
+        await entered.wait()
+        with pytest.raises(ConnectError):
+            await t.request("POST", "/create", json={})
+        release.set()
+    assert statuses == [200]
+
+
+async def test_oversized_body_is_response_error() -> None:
+    """A body over max_response_bytes is refused with ResponseError."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * 2000)
+
+    async with (
+        web_server(handler) as url,
+        transport(url, limits=Limits(max_response_bytes=1000)) as t,
+    ):
+        with pytest.raises(ResponseError, match="limit"):
+            await t.request("GET", "/x")
+
+
+async def test_oversized_chunked_body_is_response_error() -> None:
+    """A chunked body (no Content-Length) is capped while streaming."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for _ in range(10):
+            await resp.write(b"y" * 500)
+        await resp.write_eof()
+        return resp
+
+    async with web_server(handler) as url:
+        async with transport(url, limits=Limits(max_response_bytes=1000)) as t:
+            with pytest.raises(ResponseError):
+                await t.request("GET", "/x")
+        async with transport(url, limits=Limits(max_response_bytes=5000)) as t:
+            assert len((await t.request("GET", "/x")).body) == 5000
+
+
+async def test_redirect_not_followed() -> None:
+    """A redirect is returned as is, never followed."""
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        if request.path == "/from":
+            raise web.HTTPFound("/to")
+        return web.Response(body=b"{}")
+
+    async with web_server(handler) as url, transport(url) as t:
+        raw = await t.request("POST", "/from", json={})
+    assert raw.status == 302
+    assert hits == ["/from"]
+
+
+async def test_request_before_open_and_after_close() -> None:
+    """Using a transport that is not open raises ClientStateError; aclose is idempotent."""
+    t = Transport("http://127.0.0.1:1", timeouts=FAST, limits=Limits(), user_agent="u")
+    with pytest.raises(ClientStateError):
+        await t.request("GET", "/x")
+    await t.open()
+    with pytest.raises(ClientStateError):
+        await t.open()
+    await t.aclose()
+    await t.aclose()
+    with pytest.raises(ClientStateError):
+        await t.request("GET", "/x")
