@@ -107,6 +107,10 @@ class _WireValueError(ValueError):
 
 
 def _describe(value: object) -> str:
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"  # repr() may raise on huge ints
+    if not isinstance(value, (str, int, float, type(None))):
+        return f"a value of type {type(value).__name__}"
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:60]}... ({type(value).__name__})"
 
@@ -207,6 +211,8 @@ converter.register_structure_hook(TaskStatus, _structure_status)
 def _people(value: object, _: type) -> tuple[DetectedPerson, ...]:
     if value is None:
         return ()
+    if not isinstance(value, (list, tuple)):
+        raise _WireValueError(f"expected a list of objects, got {_describe(value)}")
     people: tuple[DetectedPerson, ...] = converter.structure(value, tuple[DetectedPerson, ...])
     return people
 
@@ -214,6 +220,8 @@ def _people(value: object, _: type) -> tuple[DetectedPerson, ...]:
 def _video_info(value: object, _: type) -> VideoInfo | None:
     if value is None:
         return None
+    if not isinstance(value, Mapping):
+        raise _WireValueError(f"expected an object, got {_describe(value)}")
     info: VideoInfo = converter.structure(value, VideoInfo)
     return info
 

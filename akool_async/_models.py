@@ -88,6 +88,9 @@ _SHOW_LIMIT = 60
 
 def _show(value: object) -> str:
     """A short description of a bad value for an error message (never a huge echo)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        # repr() of a huge int is slow and may even raise (int_max_str_digits).
+        return f"an integer of {value.bit_length()} bits"
     if value is None or isinstance(value, (bool, int, float)):
         text = repr(value)
         if len(text) > _SHOW_LIMIT:
