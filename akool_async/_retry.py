@@ -172,14 +172,16 @@ async def retry_call(
     clock: Clock,
     rng: random.Random,
     create_request: object = None,
+    idempotent: bool | None = None,
     on_retry: Callable[[int, AkoolError, float], None] | None = None,
 ) -> T:
     """Await ``fn()`` until it succeeds or the policy says stop.
 
     Without ``create_request`` the call is idempotent and retried while
-    :func:`is_retryable`. With ``create_request`` (the request object of a create) it is
-    retried only while :func:`create_may_retry`; an ambiguous failure raises
-    :class:`SubmissionUncertainError` (carrying ``create_request``) from the cause.
+    :func:`is_retryable`. With ``create_request`` (the request object of a create), or with
+    ``idempotent=False``, it is retried only while :func:`create_may_retry`; an ambiguous
+    failure raises :class:`SubmissionUncertainError` (carrying ``create_request``) from the
+    cause.
 
     Stops after ``policy.attempts`` tries or when the next sleep would pass
     ``policy.timeout`` seconds since the first try, re-raising the last error. A
@@ -187,7 +189,7 @@ async def retry_call(
     a shorter one is honoured as the minimum sleep. ``on_retry(attempt, err, delay)`` is
     called before each sleep (``attempt`` counts tries made so far).
     """
-    is_create = create_request is not None
+    is_create = create_request is not None if idempotent is None else not idempotent
     start = clock.monotonic()
     attempt = 0
     while True:

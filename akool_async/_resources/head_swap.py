@@ -1,0 +1,197 @@
+"""``client.head_swap``: analyze, get_analysis, wait_analysis, create, get, wait, run (v4)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from akool_async._converters import (
+    analyze_to_wire,
+    head_swap_to_wire,
+    structure_head_swap_analysis,
+    structure_head_swap_result,
+    structure_head_swap_task,
+)
+from akool_async._errors import FaceMappingError, ValidationError
+from akool_async._models import (
+    HeadSwap,
+    HeadSwapAnalysis,
+    HeadSwapResult,
+    HeadSwapTask,
+    _url_problem,
+)
+
+from . import check_deadline, check_id, structure_created, structure_polled, wait_terminal
+
+if TYPE_CHECKING:
+    from akool_async._client import AkoolClient
+
+__all__ = [
+    "ANALYSIS_PATH",
+    "ANALYZE_PATH",
+    "CREATE_PATH",
+    "DETAIL_PATH",
+    "HeadSwapResource",
+]
+
+ANALYZE_PATH = "/api/open/v4/headswap/analyze"
+ANALYSIS_PATH = "/api/open/v4/headswap/analyze/detail"
+CREATE_PATH = "/api/open/v4/headswap/task/create"
+DETAIL_PATH = "/api/open/v4/headswap/task/detail"
+
+
+class HeadSwapResource:
+    """Head Swap calls of one client (``client.head_swap``)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: AkoolClient) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"<HeadSwapResource of {self._client!r}>"
+
+    # -- analysis -------------------------------------------------------------------------
+
+    async def analyze(self, video_url: str) -> HeadSwapAnalysis:
+        """Submit a person analysis of ``video_url`` (sent byte-identical).
+
+        Treated like a create: resent only on proof that nothing was created.
+        """
+        problem = _url_problem(video_url)
+        if problem is not None:
+            raise ValidationError("video_url", problem)
+        data = await self._client._request(
+            "POST",
+            ANALYZE_PATH,
+            json=analyze_to_wire(video_url),
+            idempotent=False,
+            create_request=video_url,
+        )
+        return structure_created(
+            structure_head_swap_analysis,
+            data,
+            request=video_url,
+            method="POST",
+            path=ANALYZE_PATH,
+        )
+
+    async def get_analysis(self, analysis_id: str) -> HeadSwapAnalysis:
+        """The current state of analysis ``analysis_id``."""
+        analysis_id = check_id("analysis_id", analysis_id)
+        data = await self._client._request(
+            "GET",
+            ANALYSIS_PATH,
+            params={"_id": analysis_id},
+            idempotent=True,
+            task_id=analysis_id,
+        )
+        return structure_polled(
+            structure_head_swap_analysis,
+            data,
+            method="GET",
+            path=ANALYSIS_PATH,
+            task_id=analysis_id,
+        )
+
+    async def wait_analysis(
+        self, analysis_id: str, *, deadline: float | None = None
+    ) -> HeadSwapAnalysis:
+        """Poll until the analysis completes (returned) or fails (``TaskFailedError``).
+
+        ``deadline``: seconds from now (None: no limit); past it ``WaitTimeoutError``.
+        """
+        analysis_id = check_id("analysis_id", analysis_id)
+        seconds = check_deadline(deadline)
+        return await wait_terminal(
+            self._client,
+            self.get_analysis,
+            analysis_id,
+            deadline=seconds,
+            what="head-swap analysis",
+        )
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    async def create(self, req: HeadSwap) -> HeadSwapTask:
+        """Submit ``req`` (its video must have a completed analysis); return the task.
+
+        Resent only when the error proves no task was created; an ambiguous failure raises
+        ``SubmissionUncertainError`` carrying ``req``.
+        """
+        if not isinstance(req, HeadSwap):
+            raise ValidationError(
+                "request", f"must be an akool_async.HeadSwap (got {type(req).__name__})"
+            )
+        data = await self._client._request(
+            "POST",
+            CREATE_PATH,
+            json=head_swap_to_wire(req),
+            idempotent=False,
+            create_request=req,
+        )
+        return structure_created(
+            structure_head_swap_task, data, request=req, method="POST", path=CREATE_PATH
+        )
+
+    async def get(self, task_id: str) -> HeadSwapResult:
+        """The current state of head-swap task ``task_id``."""
+        task_id = check_id("task_id", task_id)
+        data = await self._client._request(
+            "GET",
+            DETAIL_PATH,
+            params={"_id": task_id},
+            idempotent=True,
+            task_id=task_id,
+        )
+        return structure_polled(
+            structure_head_swap_result, data, method="GET", path=DETAIL_PATH, task_id=task_id
+        )
+
+    async def wait(self, task_id: str, *, deadline: float | None = None) -> HeadSwapResult:
+        """Poll until the task completes (returned) or fails (``TaskFailedError``).
+
+        ``deadline``: seconds from now (None: no limit); past it ``WaitTimeoutError``.
+        """
+        task_id = check_id("task_id", task_id)
+        seconds = check_deadline(deadline)
+        return await wait_terminal(
+            self._client, self.get, task_id, deadline=seconds, what="head swap"
+        )
+
+    async def run(self, req: HeadSwap, *, deadline: float | None = None) -> HeadSwapResult:
+        """analyze -> wait_analysis -> check the mappings -> create -> wait.
+
+        Every mapped ``obj_id`` must be among the detected people, else
+        ``FaceMappingError`` (listing the detected obj_ids) is raised before any create.
+        ``deadline`` (seconds from now) covers the whole sequence.
+        """
+        if not isinstance(req, HeadSwap):
+            raise ValidationError(
+                "request", f"must be an akool_async.HeadSwap (got {type(req).__name__})"
+            )
+        seconds = check_deadline(deadline)
+        clock = self._client.clock
+        start = clock.monotonic()
+
+        def left() -> float | None:
+            if seconds is None:
+                return None
+            return max(seconds - (clock.monotonic() - start), 1e-9)
+
+        analysis = await self.analyze(req.video_url)
+        analysis = await wait_terminal(
+            self._client,
+            self.get_analysis,
+            analysis.id,
+            deadline=left(),
+            what="head-swap analysis",
+            poll_first=False,
+        )
+        detected = analysis.obj_ids
+        missing = [face.obj_id for face in req.faces if face.obj_id not in detected]
+        if missing:
+            raise FaceMappingError(missing, detected, req.video_url)
+        task = await self.create(req)
+        return await wait_terminal(
+            self._client, self.get, task.id, deadline=left(), what="head swap", poll_first=False
+        )
