@@ -126,7 +126,10 @@ def _number(value: object) -> float:
     if isinstance(value, bool):
         raise _WireValueError(f"expected a number, got {_describe(value)}")
     if isinstance(value, (int, float)):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an int beyond float range
+            raise _WireValueError(f"expected a finite number, got {_describe(value)}") from None
     elif isinstance(value, str):
         try:
             result = float(value.strip())

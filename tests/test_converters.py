@@ -502,6 +502,7 @@ _hs_result = structure_head_swap_result
         (_cs_task, CS_CREATE_RESPONSE, {"create_time": 10**300}, "create_time"),
         (_cs_result, CS_RESULT_COMPLETED, {"video": 1}, "video"),
         (_cs_result, CS_RESULT_COMPLETED, {"video_duration": [1]}, "video_duration"),
+        (_cs_result, CS_RESULT_COMPLETED, {"video_duration": 10**400}, "video_duration"),
         (
             _hs_task,
             HS_CREATE_RESPONSE,
