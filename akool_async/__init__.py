@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._batch import Batch, BatchStats, JobHandle, Outcome
+from ._client import AkoolClient
 from ._clock import Clock, SystemClock
 from ._config import (
     DEFAULT_LIMITS,
@@ -44,6 +46,21 @@ from ._errors import (
     VerificationRequiredError,
     WaitTimeoutError,
 )
+from ._journal import JournalConflictError, JournalError
+from ._models import (
+    CharacterSwap,
+    CharacterSwapResult,
+    CharacterSwapTask,
+    DetectedPerson,
+    FaceMapping,
+    HeadSwap,
+    HeadSwapAnalysis,
+    HeadSwapResult,
+    HeadSwapTask,
+    Job,
+    TaskStatus,
+    VideoInfo,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -54,19 +71,36 @@ __all__ = [
     "DEFAULT_TIMEOUTS",
     "APIError",
     "AccountBlockedError",
+    "AkoolClient",
     "AkoolError",
     "AuthenticationError",
+    "Batch",
+    "BatchStats",
+    "CharacterSwap",
+    "CharacterSwapResult",
+    "CharacterSwapTask",
     "ClientStateError",
     "Clock",
     "ConfigurationError",
     "ConnectError",
     "ConnectionLostError",
+    "DetectedPerson",
+    "FaceMapping",
     "FaceMappingError",
     "HTTPStatusError",
+    "HeadSwap",
+    "HeadSwapAnalysis",
+    "HeadSwapResult",
+    "HeadSwapTask",
     "InsufficientCreditError",
     "InvalidParameterError",
+    "Job",
+    "JobHandle",
+    "JournalConflictError",
+    "JournalError",
     "Limits",
     "NotFoundError",
+    "Outcome",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "PollPolicy",
@@ -81,11 +115,13 @@ __all__ = [
     "SubscriptionRequiredError",
     "SystemClock",
     "TaskFailedError",
+    "TaskStatus",
     "Timeouts",
     "TransportError",
     "UnknownStatusError",
     "ValidationError",
     "VerificationRequiredError",
+    "VideoInfo",
     "WaitTimeoutError",
     "__version__",
 ]

@@ -1,0 +1,498 @@
+"""Bulk submission: bounded concurrent creates, one poll scheduler, outcomes as they complete.
+
+Shape of a batch (all tasks live in ONE anyio task group owned by the batch)::
+
+    intake ──(lazy pull, one in-flight slot per job)──► job task: [journal] ► create
+                                                          (CapacityLimiter: concurrency)
+                                                                 │ task id
+                                                                 ▼
+                          PollScheduler (heap of due ids, shared poll budget, AIMD)
+                                                                 │ terminal result / error
+                                                                 ▼
+                                   outcome stream ──► ``async for outcome in batch``
+
+- Intake is lazy: the next job is pulled only when an in-flight slot is free; a slot is
+  freed when the caller *consumes* the job's outcome (by iterating or by a handle), so a slow
+  consumer slows intake and memory stays bounded by ``max_in_flight``.
+- After its create, a job is no coroutine at all: it is one entry in the scheduler's heap
+  until its terminal poll (or webhook) completes it through a callback.
+- Exactly one :class:`Outcome` per job. A job's failure is a value; only bugs and
+  cancellation propagate. Leaving the ``async with`` block early cancels intake and every
+  local task; tasks already created remotely keep running on Akool's side (with a journal,
+  a later run resumes them).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._config import PollPolicy
+from ._errors import (
+    AkoolError,
+    ClientStateError,
+    FaceMappingError,
+    RateLimitError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    ValidationError,
+)
+from ._models import (
+    CharacterSwap,
+    CharacterSwapResult,
+    HeadSwap,
+    HeadSwapAnalysis,
+    HeadSwapResult,
+    Job,
+    TaskStatus,
+)
+from ._pacing import Pacer
+from ._scheduler import PollScheduler
+
+if TYPE_CHECKING:
+    from ._client import AkoolClient
+
+__all__ = ["Batch", "BatchStats", "JobHandle", "Outcome"]
+
+Request = CharacterSwap | HeadSwap
+Result = CharacterSwapResult | HeadSwapResult
+JobSource = Iterable[Request | Job] | AsyncIterable[Request | Job]
+
+#: Jobs in flight (pulled from the input, outcome not yet consumed) by default.
+DEFAULT_MAX_IN_FLIGHT = 10_000
+#: Completed head-swap analyses kept for reuse by later jobs with the same video_url.
+ANALYSIS_CACHE_SIZE = 1024
+#: A create refused for rate (proving no task) is re-queued at most this many times.
+MAX_THROTTLED_CREATES = 50
+
+
+@attrs.frozen
+class Outcome:
+    """The single outcome of one job: exactly one of ``result`` and ``error`` is set."""
+
+    key: str
+    job: Request
+    result: Result | None = None
+    error: AkoolError | None = None
+    task_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the job completed (``result`` is set)."""
+        return self.error is None
+
+
+@attrs.frozen
+class BatchStats:
+    """A snapshot of a batch's progress. ``credits`` sums character-swap credits charged."""
+
+    pending: int = 0
+    submitting: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    credits: float = 0.0
+
+    @property
+    def done(self) -> int:
+        """Jobs with an outcome."""
+        return self.completed + self.failed + self.uncertain
+
+
+class JobHandle:
+    """Returned by :meth:`Batch.submit`; ``await handle.outcome()`` waits for that job."""
+
+    __slots__ = ("_event", "_outcome", "_release", "consumed", "key")
+
+    def __init__(self, key: str, release: Callable[[], None]) -> None:
+        self.key = key
+        self._event = anyio.Event()
+        self._outcome: Outcome | None = None
+        self._release = release
+        self.consumed = False
+
+    def done(self) -> bool:
+        """True once the job has an outcome."""
+        return self._outcome is not None
+
+    def _consume(self) -> Outcome:
+        if not self.consumed:
+            self.consumed = True
+            self._release()
+        assert self._outcome is not None
+        return self._outcome
+
+    async def outcome(self) -> Outcome:
+        """Wait for and return this job's outcome (it is then not yielded by iteration)."""
+        await self._event.wait()
+        return self._consume()
+
+    def __repr__(self) -> str:
+        return f"JobHandle(key={self.key!r}, done={self.done()})"
+
+
+class _AnalysisShare:
+    """One head-swap analysis shared by every job with the byte-identical video_url."""
+
+    __slots__ = ("event", "outcome")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.outcome: HeadSwapAnalysis | AkoolError | None = None
+
+
+class Batch:
+    """A running batch; see :meth:`AkoolClient.batch`. Use as ``async with``."""
+
+    def __init__(
+        self,
+        client: AkoolClient,
+        jobs: JobSource | None = None,
+        *,
+        concurrency: int = 16,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        progress: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ValidationError(
+                "batch.concurrency", f"must be an integer >= 1 (got {concurrency!r})"
+            )
+        if deadline is not None and not (isinstance(deadline, (int, float)) and deadline > 0):
+            raise ValidationError(
+                "batch.deadline", f"must be None or seconds > 0 (got {deadline!r})"
+            )
+        if max_in_flight < 1:
+            raise ValidationError("batch.max_in_flight", "must be >= 1")
+        self._client = client
+        self._jobs = jobs
+        self._concurrency = concurrency
+        self._deadline = deadline
+        self._policy = poll or client.poll_policy
+        self._clock = client.clock
+        self._max_in_flight = max_in_flight
+        self._progress = progress
+        self._create_limiter = anyio.CapacityLimiter(concurrency)
+        self._slots = anyio.Semaphore(max_in_flight)
+        # Creates are unpaced until the server throttles; then both pacers slow down.
+        self._create_pacer = Pacer(math.inf, self._clock)
+        self._scheduler = PollScheduler(
+            self._policy, self._clock, on_throttle=self._create_pacer.throttled
+        )
+        send, recv = anyio.create_memory_object_stream[Outcome | JobHandle](math.inf)
+        self._send: MemoryObjectSendStream[Outcome | JobHandle] = send
+        self._recv: MemoryObjectReceiveStream[Outcome | JobHandle] = recv
+        self._tg: TaskGroup | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._intake_open = True
+        self._outstanding = 0
+        self._counter = 0
+        self._analyses: collections.OrderedDict[str, _AnalysisShare] = collections.OrderedDict()
+        self._counts: dict[str, int] = collections.Counter()
+        self._credits = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Batch:
+        if self._state != "new":
+            raise ClientStateError("a Batch can be entered only once")
+        self._state = "open"
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(self._scheduler.run)
+        if self._jobs is not None:
+            tg.start_soon(self._intake, self._jobs)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        assert self._tg is not None
+        # Whatever happened, local work ends with the block: the scheduler runs forever by
+        # design, and an early exit must not leave intake or polls running.
+        self._tg.cancel_scope.cancel()
+        self._state = "closed"
+        try:
+            return await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
+        finally:
+            self._send.close()
+            self._recv.close()
+
+    def close(self) -> None:
+        """No more submissions: iteration ends once every submitted job has its outcome."""
+        self._intake_open = False
+        self._maybe_finish()
+
+    # -- submission -----------------------------------------------------------------------
+
+    async def submit(self, job: Request | Job, *, key: str | None = None) -> JobHandle:
+        """Submit one job (waits while ``max_in_flight`` outcomes are unconsumed)."""
+        if self._state != "open" or self._jobs is not None:
+            raise ClientStateError(
+                "submit() needs an open batch created without a jobs iterable: "
+                "`async with client.batch() as batch: await batch.submit(job)`"
+            )
+        if not self._intake_open:
+            raise ClientStateError("this batch was closed: no more submissions")
+        request, job_key = self._unpack(job, key)
+        await self._slots.acquire()
+        handle = JobHandle(job_key, self._slots.release)
+        self._start(job_key, request, handle)
+        return handle
+
+    def _unpack(self, job: object, key: str | None) -> tuple[Request, str]:
+        index = self._counter
+        self._counter += 1
+        if isinstance(job, Job):
+            request, job_key = job.request, key or job.key
+        elif isinstance(job, (CharacterSwap, HeadSwap)):
+            request, job_key = job, key
+        else:
+            raise ValidationError(
+                "batch job",
+                f"must be a CharacterSwap, HeadSwap or Job (got {type(job).__name__})",
+            )
+        return request, job_key if job_key is not None else str(index)
+
+    async def _intake(self, jobs: JobSource) -> None:
+        source = _aiter(jobs)
+        while True:
+            # Take the slot first, then pull: the input is never read ahead of capacity.
+            await self._slots.acquire()
+            try:
+                job = await source.__anext__()
+            except StopAsyncIteration:
+                self._slots.release()
+                break
+            try:
+                request, job_key = self._unpack(job, None)
+            except ValidationError as err:
+                # Not a job at all: report it as this position's outcome and go on.
+                bad_key = str(self._counter - 1)
+                self._outstanding += 1
+                self._emit(Outcome(key=bad_key, job=job, error=err), None)  # type: ignore[arg-type]
+                continue
+            self._start(job_key, request, None)
+        self._intake_open = False
+        self._maybe_finish()
+
+    def _start(self, key: str, request: Request, handle: JobHandle | None) -> None:
+        assert self._tg is not None
+        self._outstanding += 1
+        self._bump("pending", +1)
+        self._tg.start_soon(self._run_job, key, request, handle)
+
+    # -- one job --------------------------------------------------------------------------
+
+    async def _run_job(self, key: str, request: Request, handle: JobHandle | None) -> None:
+        """Create the job's task; polling continues in the scheduler, not here."""
+        deadline = None if self._deadline is None else self._clock.monotonic() + self._deadline
+        try:
+            if isinstance(request, HeadSwap):
+                analysis = await self._shared_analysis(request.video_url)
+                detected = analysis.obj_ids
+                missing = [f.obj_id for f in request.faces if f.obj_id not in detected]
+                if missing:
+                    raise FaceMappingError(missing, detected, request.video_url)
+            task_id = await self._create(request)
+        except AkoolError as err:
+            self._bump("pending", -1)
+            self._emit(Outcome(key=key, job=request, error=err), handle)
+            return
+        self._bump("pending", -1)
+        self._bump("running", +1)
+        kind = "head_swap" if isinstance(request, HeadSwap) else "character_swap"
+        resource: Any = (
+            self._client.head_swap if isinstance(request, HeadSwap) else self._client.character_swap
+        )
+
+        def on_done(value: Any) -> None:
+            self._bump("running", -1)
+            self._emit(self._outcome_for(key, request, task_id, value), handle)
+
+        self._scheduler.watch(
+            task_id,
+            kind=kind,
+            bucket=_size_bucket(request),
+            poll=resource.get,
+            on_done=on_done,
+            deadline=deadline,
+        )
+
+    async def _create(self, request: Request) -> str:
+        """Create under the concurrency cap; re-queue a create the server refused for rate."""
+        resource: Any = (
+            self._client.head_swap if isinstance(request, HeadSwap) else self._client.character_swap
+        )
+        self._bump("pending", -1)
+        self._bump("submitting", +1)
+        last: RateLimitError | None = None
+        try:
+            for _attempt in range(MAX_THROTTLED_CREATES):
+                await self._create_pacer.acquire()
+                async with self._create_limiter:
+                    try:
+                        task = await resource.create(request)
+                    except RateLimitError as err:
+                        # 429/1005 prove no task was created: safe to send again, later.
+                        self._create_pacer.throttled(err.retry_after)
+                        self._scheduler.pacer.throttled(err.retry_after)
+                        last = err
+                        continue
+                self._create_pacer.succeeded()
+                return str(task.id)
+            assert last is not None
+            raise last
+        finally:
+            self._bump("submitting", -1)
+            self._bump("pending", +1)
+
+    async def _shared_analysis(self, video_url: str) -> HeadSwapAnalysis:
+        """One analyze call per distinct video_url; every job with that URL waits for it."""
+        share = self._analyses.get(video_url)
+        if share is None:
+            share = self._analyses[video_url] = _AnalysisShare()
+            while len(self._analyses) > ANALYSIS_CACHE_SIZE:
+                self._analyses.popitem(last=False)
+            try:
+                async with self._create_limiter:
+                    analysis = await self._client.head_swap.analyze(video_url)
+                share.outcome = await self._await_terminal(
+                    analysis.id, "analysis", self._client.head_swap.get_analysis
+                )
+            except AkoolError as err:
+                share.outcome = err
+            finally:
+                share.event.set()
+        else:
+            self._analyses.move_to_end(video_url)
+            await share.event.wait()
+        outcome = share.outcome
+        if isinstance(outcome, AkoolError):
+            raise outcome
+        assert outcome is not None
+        if outcome.status is TaskStatus.FAILED:
+            raise TaskFailedError(
+                f"head-swap analysis of {video_url} failed: {outcome.failure_reason}",
+                result=outcome,
+                task_id=outcome.id,
+            )
+        return outcome
+
+    async def _await_terminal(self, task_id: str, kind: str, poll: Any) -> Any:
+        """Wait (through the scheduler) for a terminal value of ``task_id``."""
+        done = anyio.Event()
+        box: list[Any] = []
+
+        def on_done(value: Any) -> None:
+            box.append(value)
+            done.set()
+
+        self._scheduler.watch(task_id, kind=kind, poll=poll, on_done=on_done)
+        await done.wait()
+        value = box[0]
+        if isinstance(value, AkoolError):
+            raise value
+        return value
+
+    def _outcome_for(self, key: str, request: Request, task_id: str, value: Any) -> Outcome:
+        if isinstance(value, AkoolError):
+            return Outcome(key=key, job=request, error=value, task_id=task_id)
+        if value.status is TaskStatus.FAILED:
+            err = TaskFailedError(
+                f"task failed: {value.failure_reason or 'no reason given'}",
+                result=value,
+                task_id=task_id,
+            )
+            return Outcome(key=key, job=request, error=err, task_id=task_id)
+        return Outcome(key=key, job=request, result=value, task_id=task_id)
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def _emit(self, outcome: Outcome, handle: JobHandle | None) -> None:
+        self._outstanding -= 1
+        if outcome.ok:
+            self._bump("completed", +1)
+            credits = getattr(outcome.result, "credits", None)
+            if isinstance(credits, (int, float)):
+                self._credits += credits
+        elif isinstance(outcome.error, SubmissionUncertainError):
+            self._bump("uncertain", +1)
+        else:
+            self._bump("failed", +1)
+        if handle is not None:
+            handle._outcome = outcome
+            handle._event.set()
+            self._send.send_nowait(handle)
+        else:
+            self._send.send_nowait(outcome)
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if not self._intake_open and self._outstanding == 0:
+            self._send.close()
+
+    def __aiter__(self) -> AsyncIterator[Outcome]:
+        return self
+
+    async def __anext__(self) -> Outcome:
+        if self._state != "open":
+            raise ClientStateError("iterate a batch inside its `async with` block")
+        while True:
+            try:
+                item = await self._recv.receive()
+            except anyio.EndOfStream:
+                raise StopAsyncIteration from None
+            if isinstance(item, JobHandle):
+                if item.consumed:
+                    continue
+                return item._consume()
+            self._slots.release()
+            return item
+
+    # -- progress -------------------------------------------------------------------------
+
+    def _bump(self, state: str, delta: int) -> None:
+        self._counts[state] += delta
+        if self._progress is not None:
+            self._progress(self.stats)
+
+    @property
+    def stats(self) -> BatchStats:
+        """Counts per state and credits charged so far."""
+        c = self._counts
+        return BatchStats(
+            pending=c["pending"],
+            submitting=c["submitting"],
+            running=c["running"],
+            completed=c["completed"],
+            failed=c["failed"],
+            uncertain=c["uncertain"],
+            credits=self._credits,
+        )
+
+
+def _size_bucket(request: Request) -> tuple[str, int]:
+    """Jobs of similar size take similar time: resolution and a log2 class of the duration."""
+    duration = getattr(request, "duration", None)
+    size = -1 if duration is None else int(math.log2(max(1.0, float(duration))))
+    return (request.resolution, size)
+
+
+async def _aiter(jobs: JobSource) -> AsyncIterator[Any]:
+    """Iterate sync and async inputs alike, one item at a time."""
+    if isinstance(jobs, AsyncIterable):
+        async for job in jobs:
+            yield job
+    else:
+        iterator: Iterator[Any] = iter(jobs)
+        for job in iterator:
+            yield job
