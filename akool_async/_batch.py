@@ -278,7 +278,7 @@ class Batch:
                 # Not a job at all: report it as this position's outcome and go on.
                 bad_key = str(self._counter - 1)
                 self._outstanding += 1
-                self._emit(Outcome(key=bad_key, job=job, error=err), None)  # type: ignore[arg-type]
+                self._emit(Outcome(key=bad_key, job=job, error=err), None)
                 continue
             self._start(job_key, request, None)
         self._intake_open = False
