@@ -420,10 +420,10 @@ class Batch:
     def _emit(self, outcome: Outcome, handle: JobHandle | None) -> None:
         self._outstanding -= 1
         if outcome.ok:
-            self._bump("completed", +1)
             credits = getattr(outcome.result, "credits", None)
             if isinstance(credits, (int, float)):
                 self._credits += credits
+            self._bump("completed", +1)
         elif isinstance(outcome.error, SubmissionUncertainError):
             self._bump("uncertain", +1)
         else:

@@ -16,7 +16,7 @@ import logging
 import os
 import platform
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
+from ._batch import DEFAULT_MAX_IN_FLIGHT, Batch, BatchStats, JobSource
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import (
     DEFAULT_LIMITS,
@@ -512,3 +513,35 @@ class AkoolClient:
                 code=1000,
             )
         return float(credit)
+
+    # -- bulk -----------------------------------------------------------------------------
+
+    def batch(
+        self,
+        jobs: JobSource | None = None,
+        *,
+        concurrency: int = 16,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        progress: Callable[[BatchStats], None] | None = None,
+    ) -> Batch:
+        """Run many jobs: ``async with client.batch(jobs) as outcomes: async for o in outcomes``.
+
+        ``jobs`` is any iterable or async iterable of requests or :class:`Job` (pulled lazily);
+        without it, submit jobs with ``await batch.submit(job)`` and call ``batch.close()``.
+        ``concurrency`` (16) bounds creates in flight; ``deadline`` (seconds per job, None =
+        no limit) turns a job still running into a ``WaitTimeoutError`` outcome; ``poll``
+        overrides the client's :class:`PollPolicy`; ``max_in_flight`` (10,000) bounds jobs
+        whose outcome has not been consumed; ``progress`` receives a :class:`BatchStats`
+        snapshot on every state change (keep it cheap). See :mod:`akool_async._batch`.
+        """
+        return Batch(
+            self,
+            jobs,
+            concurrency=concurrency,
+            deadline=deadline,
+            poll=poll,
+            max_in_flight=max_in_flight,
+            progress=progress,
+        )

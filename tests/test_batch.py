@@ -1,0 +1,275 @@
+"""Behaviour of client.batch() against the simulator over real loopback HTTP."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import pytest
+
+import akool_async as akool
+from akool_async.testing import AkoolSimulator, Duration
+
+pytestmark = pytest.mark.anyio
+
+#: Real seconds per simulated second on both sides: a 30 s job takes 30 ms.
+SCALE = 0.001
+FAST_RETRY = akool.RetryPolicy(attempts=6, timeout=30.0, initial=0.001, max_delay=0.01)
+FAST_POLL = akool.PollPolicy().scaled(SCALE)
+
+
+def char(i: int, **kw: object) -> akool.CharacterSwap:
+    """A character swap whose video length varies with i (a per-job fingerprint)."""
+    return akool.CharacterSwap(
+        f"https://example.com/img/{i}.png",
+        f"https://example.com/video/{i}.mp4?duration={5 + i % 20}",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def head(i: int, video: int | None = None, faces: dict[int, str] | None = None) -> akool.HeadSwap:
+    """A head swap; jobs sharing ``video`` share a source video (and so an analysis)."""
+    v = i if video is None else video
+    return akool.HeadSwap(
+        f"https://example.com/source/{v}.mp4?people=2&duration=8",
+        faces or {0: f"https://example.com/face/{i}.png"},
+    )
+
+
+def client_for(sim: AkoolSimulator, **kw: object) -> akool.AkoolClient:
+    """An SDK client pointed at the simulator with time compressed like the simulator's."""
+    return akool.AkoolClient(
+        sim.api_key,
+        base_url=sim.base_url,
+        retry=FAST_RETRY,
+        poll=FAST_POLL,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def swap_creates(sim: AkoolSimulator) -> int:
+    """Create requests the simulator received for both swap kinds (analyses excluded)."""
+    requests = sim.stats.requests
+    return requests.get("character_swap.create", 0) + requests.get("head_swap.create", 0)
+
+
+def fast_sim(**kw: object) -> AkoolSimulator:
+    """A simulator whose jobs take tens of simulated seconds, compressed by SCALE."""
+    durations = {
+        "character_swap": Duration(queue=2.0, process=20.0, sigma=0.2),
+        "head_swap": Duration(queue=2.0, process=25.0, sigma=0.2),
+        "analysis": Duration(queue=1.0, process=5.0),
+    }
+    kw.setdefault("durations", durations)
+    return AkoolSimulator(time_scale=SCALE, **kw)  # type: ignore[arg-type]
+
+
+async def test_every_job_gets_exactly_one_outcome_in_completion_order() -> None:
+    """Mixed character and head swaps each yield one successful outcome, keyed by index."""
+    jobs: list[akool.CharacterSwap | akool.HeadSwap] = [char(i) for i in range(30)]
+    jobs += [head(i) for i in range(10)]
+    async with fast_sim() as sim, client_for(sim) as client:
+        async with client.batch(jobs, concurrency=8) as outcomes:
+            got = [o async for o in outcomes]
+        stats = sim.stats
+        creates = swap_creates(sim)
+    assert sorted(int(o.key) for o in got) == list(range(40))
+    assert all(o.ok and o.error is None for o in got), [o.error for o in got if not o.ok]
+    for o in got:
+        assert o.result is not None
+        assert o.result.status is akool.TaskStatus.COMPLETED
+        assert o.result.output_url is not None
+        assert o.job is jobs[int(o.key)]
+        assert o.task_id == o.result.id
+    assert stats.duplicate_creates == 0
+    assert creates == 40
+
+
+async def test_failures_are_values_and_do_not_touch_other_jobs() -> None:
+    """A failed task, a bad mapping and a non-request each fail only their own outcome."""
+    failing = akool.CharacterSwap(
+        "https://example.com/i.png", "https://example.com/v.mp4?fail=1&duration=5"
+    )
+    bad_face = head(1, video=7, faces={5: "https://example.com/face/x.png"})
+    jobs: list[object] = [char(0), failing, bad_face, "not a job", akool.Job(char(1), key="k1")]
+    async with fast_sim() as sim, client_for(sim) as client:
+        async with client.batch(jobs, concurrency=4) as outcomes:  # type: ignore[arg-type]
+            got = {o.key: o async for o in outcomes}
+        creates = swap_creates(sim)
+    assert set(got) == {"0", "1", "2", "3", "k1"}
+    assert got["0"].ok and got["k1"].ok
+    err1 = got["1"].error
+    assert isinstance(err1, akool.TaskFailedError)
+    assert err1.task_id == got["1"].task_id
+    assert got["1"].result is None
+    err2 = got["2"].error
+    assert isinstance(err2, akool.FaceMappingError)
+    assert err2.missing == (5,)
+    assert err2.detected == (0, 1)
+    assert isinstance(got["3"].error, akool.ValidationError)
+    assert creates == 3  # the bad mapping and the non-request never reached a create
+
+
+async def test_jobs_with_the_same_video_share_one_analysis() -> None:
+    """Ten head swaps of one source video cost one analyze call, not ten."""
+    jobs = [head(i, video=42) for i in range(10)] + [head(100, video=43)]
+    async with fast_sim() as sim, client_for(sim) as client:
+        async with client.batch(jobs, concurrency=4) as outcomes:
+            got = [o async for o in outcomes]
+        requests = sim.stats.requests
+    assert all(o.ok for o in got)
+    assert requests["head_swap.analyze"] == 2
+    assert requests["head_swap.create"] == 11
+
+
+async def test_concurrency_cap_is_never_exceeded_server_side() -> None:
+    """With slow creates, the server never sees more creates at once than `concurrency`."""
+    async with fast_sim(latency={"character_swap.create": 0.02}) as sim, client_for(sim) as client:
+        async with client.batch([char(i) for i in range(40)], concurrency=5) as outcomes:
+            got = [o async for o in outcomes]
+        peak = sim.stats.max_concurrent_creates
+    assert len(got) == 40
+    assert all(o.ok for o in got)
+    assert 1 <= peak <= 5
+
+
+async def test_intake_is_lazy_for_an_endless_input() -> None:
+    """An endless async generator is pulled only as far as in-flight capacity allows."""
+    pulled = 0
+
+    async def endless() -> AsyncIterator[akool.CharacterSwap]:
+        nonlocal pulled
+        i = 0
+        while True:
+            pulled += 1
+            yield char(i)
+            i += 1
+
+    async with fast_sim() as sim, client_for(sim) as client:
+        consumed = 0
+        async with client.batch(endless(), concurrency=3, max_in_flight=6) as outcomes:
+            async for outcome in outcomes:
+                assert outcome.ok
+                consumed += 1
+                if consumed == 25:
+                    break
+    # Each consumed outcome frees one slot; at most max_in_flight more were pulled.
+    assert 25 <= pulled <= 25 + 6
+
+
+async def test_a_slow_consumer_slows_intake() -> None:
+    """While nobody consumes outcomes, no more than max_in_flight jobs are pulled."""
+    pulled = 0
+    ninth_pulled = anyio.Event()
+    eight_done = anyio.Event()
+
+    def source() -> Iterator[akool.CharacterSwap]:
+        nonlocal pulled
+        for i in range(100):
+            pulled += 1
+            if pulled == 9:
+                ninth_pulled.set()
+            yield char(i)
+
+    def progress(stats: akool.BatchStats) -> None:
+        if stats.done >= 8:
+            eight_done.set()
+
+    async with fast_sim() as sim, client_for(sim) as client:
+        async with client.batch(
+            source(), concurrency=4, max_in_flight=8, progress=progress
+        ) as batch:
+            await eight_done.wait()  # all admitted jobs finished; none consumed
+            await anyio.wait_all_tasks_blocked()
+            assert pulled == 8
+            first = await batch.__anext__()
+            assert first.ok
+            await ninth_pulled.wait()  # consuming one outcome admitted exactly one more job
+            await anyio.wait_all_tasks_blocked()
+            assert pulled == 9
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+async def test_cancellation_at_a_random_point_leaves_nothing_behind(seed: int) -> None:
+    """Cancelling a batch mid-flight ends every local task and leaves the client usable."""
+    rng = random.Random(seed)
+    stop_after = rng.randint(0, 15)
+    async with fast_sim() as sim, client_for(sim) as client:
+        with anyio.CancelScope() as scope:
+            async with client.batch([char(i) for i in range(60)], concurrency=6) as outcomes:
+                n = 0
+                async for _ in outcomes:
+                    n += 1
+                    if n >= stop_after:
+                        scope.cancel()
+        assert scope.cancelled_caught or stop_after == 0
+        # The client is intact: a fresh call works after the cancelled batch.
+        credits = await client.get_credits()
+    assert credits > 0
+
+
+async def test_per_job_deadline_yields_wait_timeout_with_task_id() -> None:
+    """A job still running at its deadline ends as WaitTimeoutError carrying the task id."""
+    slow = {"character_swap": Duration(queue=1.0, process=100_000.0)}
+    async with fast_sim(durations=slow) as sim, client_for(sim) as client:
+        async with client.batch([char(0), char(1)], deadline=0.2) as outcomes:
+            got = [o async for o in outcomes]
+    assert len(got) == 2
+    for o in got:
+        assert isinstance(o.error, akool.WaitTimeoutError)
+        assert o.error.task_id is not None
+        assert o.error.task_id == o.task_id
+
+
+async def test_long_lived_batch_submit_handles_and_close() -> None:
+    """submit() returns handles whose outcomes arrive once; iteration ends after close()."""
+    async with fast_sim() as sim, client_for(sim) as client:
+        async with client.batch(concurrency=4) as batch:
+            handles = [await batch.submit(char(i), key=f"order-{i}") for i in range(5)]
+            extra = await batch.submit(akool.Job(char(9), key="from-job"))
+            outcomes = [await h.outcome() for h in handles]
+            batch.close()
+            rest = [o async for o in batch]
+    assert [o.key for o in outcomes] == [f"order-{i}" for i in range(5)]
+    assert all(o.ok for o in outcomes)
+    # Outcomes already taken through a handle are not yielded a second time.
+    assert [o.key for o in rest] == ["from-job"]
+    assert extra.done()
+
+
+async def test_stats_and_progress_track_every_job() -> None:
+    """Progress snapshots end with every job completed and the credits charged summed."""
+    snapshots: list[akool.BatchStats] = []
+    jobs = [char(i, duration=10, resolution="720p") for i in range(12)]
+    async with fast_sim() as sim, client_for(sim) as client:
+        async with client.batch(jobs, progress=snapshots.append) as outcomes:
+            got = [o async for o in outcomes]
+            final = outcomes.stats
+    assert final.completed == 12 and final.failed == 0 and final.uncertain == 0
+    assert final.pending == final.submitting == final.running == 0
+    assert final.credits == sum(o.result.credits or 0 for o in got if o.result)
+    assert final.credits == 12 * 20  # 10 s at 720p: two 5-second blocks of 10 credits
+    assert snapshots[-1] == final
+    assert any(s.running > 0 for s in snapshots)
+
+
+async def test_chaos_2000_jobs_one_outcome_each_and_no_duplicate_create() -> None:
+    """Under the chaos profile, 2,000 mixed jobs end with one outcome each, never paid twice."""
+    jobs: list[akool.CharacterSwap | akool.HeadSwap] = []
+    for i in range(2000):
+        jobs.append(char(i) if i % 4 else head(i, video=i % 50))
+    async with fast_sim(faults="chaos", seed=7) as sim, client_for(sim) as client:
+        async with client.batch(jobs, concurrency=64) as outcomes:
+            got = [o async for o in outcomes]
+        stats = sim.stats
+    keys = Counter(o.key for o in got)
+    assert len(keys) == 2000 and set(keys.values()) == {1}
+    assert stats.duplicate_creates == 0
+    kinds = Counter(type(o.error).__name__ for o in got if not o.ok)
+    # Ambiguous create failures surface as uncertain, never as silent resubmits.
+    assert all(o.ok or isinstance(o.error, akool.AkoolError) for o in got)
+    assert kinds["SubmissionUncertainError"] > 0
+    # Most jobs still complete: faults are retried wherever retrying cannot pay twice.
+    assert sum(1 for o in got if o.ok) > 1000, kinds
