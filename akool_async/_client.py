@@ -260,7 +260,8 @@ class AkoolClient:
         self._state: Literal["new", "open", "closed"] = "new"
         self._transport: Transport | None = None
         self._token_lock: anyio.Lock | None = None
-        # Prebuilt auth header dicts: built once, shared by every request.
+        # The static API-key header (session-level); None in token mode, where the bearer
+        # header dict is built once per token and passed with each request.
         creds = self._credentials
         self._headers: dict[str, str] | None = (
             {"x-api-key": creds.api_key} if creds.api_key is not None else None
@@ -328,6 +329,7 @@ class AkoolClient:
             timeouts=self._timeouts,
             limits=self._limits,
             user_agent=_user_agent(),
+            headers=self._headers,  # a static API key rides on the session, not per request
         )
         await transport.open()
         self._transport = transport
@@ -444,9 +446,7 @@ class AkoolClient:
 
         async def attempt() -> dict[str, Any]:
             nonlocal refreshed
-            headers = self._headers
-            if headers is None:
-                headers = await self._bearer_headers()
+            headers = None if self._headers is not None else await self._bearer_headers()
             raw = await transport.request(method, path, params=params, json=json, headers=headers)
             try:
                 return decode_response(
@@ -465,6 +465,7 @@ class AkoolClient:
                     raise
                 refreshed = True
                 _logger.debug("%s %s: token rejected (1101), refreshing once", method, path)
+            assert headers is not None
             headers = await self._refresh_bearer(headers)
             raw = await transport.request(method, path, params=params, json=json, headers=headers)
             return decode_response(

@@ -57,19 +57,36 @@ class Transport:
 
     ``timeouts``: ``connect`` covers waiting for a pool slot plus TCP/TLS setup; ``read`` is
     the longest silence while reading; ``total`` bounds the whole request. ``limits`` sets
-    the pool size and the largest body accepted.
+    the pool size and the largest body accepted. ``headers`` are sent with every request
+    (never logged).
     """
 
-    __slots__ = ("_base", "_limits", "_max_bytes", "_session", "_timeouts", "_urls", "_user_agent")
+    __slots__ = (
+        "_base",
+        "_headers",
+        "_limits",
+        "_max_bytes",
+        "_session",
+        "_timeouts",
+        "_urls",
+    )
 
     def __init__(
-        self, base_url: str, *, timeouts: Timeouts, limits: Limits, user_agent: str
+        self,
+        base_url: str,
+        *,
+        timeouts: Timeouts,
+        limits: Limits,
+        user_agent: str,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._timeouts = timeouts
         self._limits = limits
         self._max_bytes = limits.max_response_bytes
-        self._user_agent = user_agent
+        # Headers sent with every request (User-Agent, and a static auth header if any):
+        # session-level headers cost nothing per request, per-request ones are merged.
+        self._headers = {"User-Agent": user_agent, **(headers or {})}
         self._session: aiohttp.ClientSession | None = None
         # Parsed URLs per path: yarl parsing is the largest per-request cost we can avoid.
         self._urls: dict[str, URL] = {}
@@ -92,7 +109,7 @@ class Transport:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.read),
-            headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+            headers=self._headers,
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
             trust_env=False,

@@ -254,8 +254,9 @@ async def test_wrong_api_key_is_1101_not_retried(simulator: AkoolSimulator) -> N
 
 async def test_missing_auth_header_is_1102(simulator: AkoolSimulator) -> None:
     """A request without credentials is answered 1102 (AuthenticationError)."""
-    async with make_client(simulator) as client:
-        client._headers = {}
+    client = make_client(simulator)
+    client._headers = {}  # white-box: strip the session's auth header
+    async with client:
         with pytest.raises(AuthenticationError) as info:
             await client.get_credits()
     assert info.value.code == 1102
