@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,6 +36,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._config import PollPolicy
+from ._converters import request_fingerprint, request_to_dict, result_from_raw
 from ._errors import (
     AkoolError,
     ClientStateError,
@@ -44,6 +46,7 @@ from ._errors import (
     TaskFailedError,
     ValidationError,
 )
+from ._journal import JobRecord, JobState, Journal
 from ._models import (
     CharacterSwap,
     CharacterSwapResult,
@@ -58,6 +61,7 @@ from ._scheduler import PollScheduler
 
 if TYPE_CHECKING:
     from ._client import AkoolClient
+    from .webhooks import WebhookEvent, WebhookReceiver
 
 __all__ = ["Batch", "BatchStats", "JobHandle", "Outcome"]
 
@@ -162,6 +166,10 @@ class Batch:
         poll: PollPolicy | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         progress: Callable[[BatchStats], None] | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
+        resubmit_uncertain: bool = False,
+        webhook_url: str | None = None,
+        webhooks: WebhookReceiver | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValidationError(
@@ -199,6 +207,18 @@ class Batch:
         self._analyses: collections.OrderedDict[str, _AnalysisShare] = collections.OrderedDict()
         self._counts: dict[str, int] = collections.Counter()
         self._credits = 0.0
+        self._journal_spec = journal
+        self._journal: Journal | None = None
+        self._owns_journal = False
+        self._resubmit_uncertain = resubmit_uncertain
+        self._keys: set[str] = set()
+        if webhook_url is not None:
+            # Validate like a request field, before anything is sent.
+            CharacterSwap("https://x.invalid/i.png", "https://x.invalid/v.mp4",
+                          webhook_url=webhook_url)
+        self._webhook_url = webhook_url
+        self._webhooks = webhooks
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -206,6 +226,14 @@ class Batch:
         if self._state != "new":
             raise ClientStateError("a Batch can be entered only once")
         self._state = "open"
+        spec = self._journal_spec
+        if isinstance(spec, Journal):
+            self._journal = spec
+        elif spec is not None:
+            self._journal = await Journal.open(spec)
+            self._owns_journal = True
+        if self._webhooks is not None:
+            self._unsubscribe = self._webhooks.add_listener(self._on_webhook)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -295,43 +323,144 @@ class Batch:
     async def _run_job(self, key: str, request: Request, handle: JobHandle | None) -> None:
         """Create the job's task; polling continues in the scheduler, not here."""
         deadline = None if self._deadline is None else self._clock.monotonic() + self._deadline
+        journal = self._journal
+        task_id: str | None = None
         try:
-            if isinstance(request, HeadSwap):
-                analysis = await self._shared_analysis(request.video_url)
-                detected = analysis.obj_ids
-                missing = [f.obj_id for f in request.faces if f.obj_id not in detected]
-                if missing:
-                    raise FaceMappingError(missing, detected, request.video_url)
-            task_id = await self._create(request)
+            if journal is not None:
+                record = await self._journal_begin(journal, key, request)
+                if record.state is JobState.COMPLETED or record.state is JobState.FAILED:
+                    self._bump("pending", -1)
+                    self._emit(self._replayed(key, request, record), handle)
+                    return
+                if record.state is JobState.CREATED:
+                    task_id = record.task_id
+                elif record.state in (JobState.SENDING, JobState.UNCERTAIN):
+                    uncertain = await self._left_uncertain(journal, key, request, record)
+                    if not self._resubmit_uncertain:
+                        raise uncertain
+            if task_id is None:
+                if isinstance(request, HeadSwap):
+                    analysis = await self._shared_analysis(request.video_url)
+                    detected = analysis.obj_ids
+                    missing = [f.obj_id for f in request.faces if f.obj_id not in detected]
+                    if missing:
+                        raise FaceMappingError(missing, detected, request.video_url)
+                task_id = await self._create(key, request)
         except AkoolError as err:
             self._bump("pending", -1)
+            if journal is not None and task_id is None:
+                await self._journal_rejected(journal, key, err)
             self._emit(Outcome(key=key, job=request, error=err), handle)
             return
         self._bump("pending", -1)
         self._bump("running", +1)
-        kind = "head_swap" if isinstance(request, HeadSwap) else "character_swap"
-        resource: Any = (
-            self._client.head_swap if isinstance(request, HeadSwap) else self._client.character_swap
-        )
+        is_head = isinstance(request, HeadSwap)
+        resource: Any = self._client.head_swap if is_head else self._client.character_swap
+        created_id = task_id
 
         def on_done(value: Any) -> None:
             self._bump("running", -1)
-            self._emit(self._outcome_for(key, request, task_id, value), handle)
+            outcome = self._outcome_for(key, request, created_id, value)
+            if journal is None:
+                self._emit(outcome, handle)
+            else:
+                assert self._tg is not None
+                self._tg.start_soon(self._finish_journaled, journal, outcome, value, handle)
 
         self._scheduler.watch(
             task_id,
-            kind=kind,
+            kind="head_swap" if is_head else "character_swap",
             bucket=_size_bucket(request),
             poll=resource.get,
             on_done=on_done,
             deadline=deadline,
+            webhook=self._webhooks is not None,
+        )
+        if self._webhooks is not None:
+            # The webhook may have beaten the create's answer: look at what already arrived.
+            early = self._webhooks.recent(task_id)
+            if early is not None and early.is_terminal:
+                self._scheduler.poll_now(task_id)
+
+    # -- journal --------------------------------------------------------------------------
+
+    async def _journal_begin(self, journal: Journal, key: str, request: Request) -> JobRecord:
+        if key in self._keys:
+            raise ValidationError("Job.key", f"duplicate key {key!r} in this batch")
+        self._keys.add(key)
+        return await journal.begin(
+            key,
+            kind="head_swap" if isinstance(request, HeadSwap) else "character_swap",
+            fingerprint=request_fingerprint(request),
+            request=request_to_dict(request),
         )
 
-    async def _create(self, request: Request) -> str:
-        """Create under the concurrency cap; re-queue a create the server refused for rate."""
+    def _replayed(self, key: str, request: Request, record: JobRecord) -> Outcome:
+        """The outcome a previous run recorded, re-emitted without any request."""
+        raw = record.result_raw or {}
+        result = result_from_raw(record.kind, raw)
+        return self._outcome_for(key, request, result.id, result)
+
+    async def _left_uncertain(
+        self, journal: Journal, key: str, request: Request, record: JobRecord
+    ) -> SubmissionUncertainError:
+        previous = record.error
+        err = SubmissionUncertainError(
+            "a create for this job was sent by an earlier run and never acknowledged: a task "
+            "may exist and may be charged. Check the Akool dashboard, then pass "
+            "resubmit_uncertain=True to send it again",
+            request=request,
+        )
+        err.__cause__ = previous
+        if record.state is JobState.SENDING:
+            await journal.mark_uncertain(key, err)
+        return err
+
+    @staticmethod
+    async def _journal_rejected(journal: Journal, key: str, err: AkoolError) -> None:
+        record = await journal.get(key)
+        if record is None or record.state in (JobState.UNCERTAIN, JobState.REJECTED):
+            return
+        if isinstance(err, SubmissionUncertainError):
+            if record.state is JobState.SENDING:
+                await journal.mark_uncertain(key, err)
+        elif record.state in (JobState.PENDING, JobState.SENDING):
+            await journal.mark_rejected(key, err)
+
+    async def _finish_journaled(
+        self, journal: Journal, outcome: Outcome, value: Any, handle: JobHandle | None
+    ) -> None:
+        key = outcome.key
+        if isinstance(value, AkoolError):
+            # Not terminal remotely (deadline, lost task): keep `created` so a rerun resumes.
+            await journal.record_error(key, value)
+        elif value.status is TaskStatus.FAILED:
+            assert outcome.error is not None
+            await journal.mark_failed(key, value.raw, outcome.error)
+        else:
+            await journal.mark_completed(key, value.raw)
+        self._emit(outcome, handle)
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    def _on_webhook(self, event: WebhookEvent) -> None:
+        # The event says "done"; one poll fetches the whole result (credits, reasons ...).
+        if event.is_terminal:
+            self._scheduler.poll_now(event.id)
+
+    async def _create(self, key: str, request: Request) -> str:
+        """Create under the concurrency cap; re-queue a create the server refused for rate.
+
+        With a journal the job is marked ``sending`` (committed) before the request leaves
+        and ``created`` with its id right after the answer: a kill in between leaves
+        ``sending``, which a rerun reports as uncertain instead of paying twice.
+        """
         resource: Any = (
             self._client.head_swap if isinstance(request, HeadSwap) else self._client.character_swap
         )
+        if self._webhook_url is not None and request.webhook_url is None:
+            request = attrs.evolve(request, webhook_url=self._webhook_url)
+        journal = self._journal
         self._bump("pending", -1)
         self._bump("submitting", +1)
         last: RateLimitError | None = None
@@ -339,14 +468,24 @@ class Batch:
             for _attempt in range(MAX_THROTTLED_CREATES):
                 await self._create_pacer.acquire()
                 async with self._create_limiter:
+                    if journal is not None:
+                        await journal.mark_sending(
+                            key, resubmit_uncertain=self._resubmit_uncertain
+                        )
                     try:
                         task = await resource.create(request)
                     except RateLimitError as err:
                         # 429/1005 prove no task was created: safe to send again, later.
                         self._create_pacer.throttled(err.retry_after)
                         self._scheduler.pacer.throttled(err.retry_after)
+                        if journal is not None:
+                            await journal.mark_rejected(key, err)
                         last = err
                         continue
+                    if journal is not None:
+                        # The id is paid for: record it even if we are being cancelled.
+                        with anyio.CancelScope(shield=True):
+                            await journal.mark_created(key, str(task.id))
                 self._create_pacer.succeeded()
                 return str(task.id)
             assert last is not None

@@ -18,7 +18,7 @@ import platform
 import random
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -44,9 +44,13 @@ from ._errors import (
     ConfigurationError,
     ResponseError,
 )
+from ._journal import Journal
 from ._resources import CharacterSwapResource, HeadSwapResource
 from ._retry import retry_call
 from ._transport import Transport
+
+if TYPE_CHECKING:
+    from .webhooks import WebhookReceiver
 
 __all__ = ["DEFAULT_BASE_URL", "AkoolClient"]
 
@@ -526,6 +530,10 @@ class AkoolClient:
         poll: PollPolicy | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         progress: Callable[[BatchStats], None] | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
+        resubmit_uncertain: bool = False,
+        webhook_url: str | None = None,
+        webhooks: WebhookReceiver | None = None,
     ) -> Batch:
         """Run many jobs: ``async with client.batch(jobs) as outcomes: async for o in outcomes``.
 
@@ -535,7 +543,18 @@ class AkoolClient:
         no limit) turns a job still running into a ``WaitTimeoutError`` outcome; ``poll``
         overrides the client's :class:`PollPolicy`; ``max_in_flight`` (10,000) bounds jobs
         whose outcome has not been consumed; ``progress`` receives a :class:`BatchStats`
-        snapshot on every state change (keep it cheap). See :mod:`akool_async._batch`.
+        snapshot on every state change (keep it cheap).
+
+        ``journal`` (a path or an open ``Journal``) records every job in SQLite before its
+        create is sent and its task id right after: rerunning the same jobs with the same
+        journal re-emits finished jobs without a request, resumes polling of created ones,
+        reports creates that were sent but never acknowledged as ``SubmissionUncertainError``
+        (unless ``resubmit_uncertain=True``) and submits the rest. Jobs are matched by key
+        (``Job.key``, or the input position), so give stable keys when resuming.
+
+        ``webhook_url`` is set on every request that has none; with ``webhooks`` (an
+        :class:`akool_async.webhooks.WebhookReceiver` receiving at that URL) a job completes
+        as soon as its event arrives, and polling drops to ``PollPolicy.reconcile_interval``.
         """
         return Batch(
             self,
@@ -545,4 +564,8 @@ class AkoolClient:
             poll=poll,
             max_in_flight=max_in_flight,
             progress=progress,
+            journal=journal,
+            resubmit_uncertain=resubmit_uncertain,
+            webhook_url=webhook_url,
+            webhooks=webhooks,
         )

@@ -98,6 +98,11 @@ class Watch:
     deadline: float | None = None
     webhook: bool = False
     polls: int = 0
+    # Bumped on every (re)schedule: heap entries of an older generation are stale.
+    gen: int = 0
+    in_flight: bool = False
+    # poll_now() arrived while a poll was in flight: poll again right after it.
+    urgent: bool = False
     last_poll: float | None = None
     done: bool = False
     # The last poll's status, for progress reporting.
@@ -126,7 +131,7 @@ class PollScheduler:
         self.pacer = pacer or Pacer(policy.max_polls_per_second, clock)
         self.estimator = estimator or DurationEstimator()
         self._rng = rng or random.Random()
-        self._heap: list[tuple[float, int, Watch]] = []
+        self._heap: list[tuple[float, int, int, Watch]] = []
         self._seq = itertools.count()
         # The driver's current wait; cancelling it wakes the driver (an earlier entry arrived).
         self._wait_scope: anyio.CancelScope | None = None
@@ -174,6 +179,14 @@ class PollScheduler:
         self._finish(w, outcome)
         return True
 
+    def poll_now(self, task_id: str) -> bool:
+        """Poll ``task_id`` as soon as the budget allows (a webhook said it is done)."""
+        w = self._by_id.get(task_id)
+        if w is None or w.done:
+            return False
+        self._schedule(w, self.clock.monotonic())
+        return True
+
     def cancel(self, task_id: str) -> None:
         """Stop watching ``task_id`` without an outcome."""
         w = self._by_id.pop(task_id, None)
@@ -219,7 +232,8 @@ class PollScheduler:
         if w.deadline is not None and due > w.deadline:
             due = w.deadline
         earliest = self._heap[0][0] if self._heap else math.inf
-        heapq.heappush(self._heap, (due, next(self._seq), w))
+        w.gen += 1
+        heapq.heappush(self._heap, (due, next(self._seq), w.gen, w))
         if due < earliest and self._wait_scope is not None:
             self._wait_scope.cancel()
 
@@ -235,8 +249,8 @@ class PollScheduler:
                 if not self._heap:
                     await self._wait_for_wakeup(math.inf)
                     continue
-                due, _, w = self._heap[0]
-                if w.done:
+                due, _, gen, w = self._heap[0]
+                if w.done or gen != w.gen:
                     heapq.heappop(self._heap)
                     continue
                 now = self.clock.monotonic()
@@ -244,6 +258,9 @@ class PollScheduler:
                     await self._wait_for_wakeup(due - now)
                     continue
                 heapq.heappop(self._heap)
+                if w.in_flight:  # one poll per id at a time; poll again when it returns
+                    w.urgent = True
+                    continue
                 if w.deadline is not None and now >= w.deadline:
                     self._finish(w, self._timeout_error(w))
                     continue
@@ -268,9 +285,11 @@ class PollScheduler:
                 self._wait_scope = None
 
     async def _poll_once(self, w: Watch) -> None:
+        w.in_flight = True
         try:
             await self._poll_body(w)
         finally:
+            w.in_flight = False
             self._limiter.release()
 
     async def _poll_body(self, w: Watch) -> None:
@@ -310,6 +329,10 @@ class PollScheduler:
 
     def _reschedule(self, w: Watch, at_least: float | None) -> None:
         now = self.clock.monotonic()
+        if w.urgent and at_least is None:
+            w.urgent = False
+            self._schedule(w, now)
+            return
         delay = self._next_delay(w, now)
         if at_least is not None:
             delay = max(delay, at_least)
