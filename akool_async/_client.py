@@ -16,7 +16,7 @@ import logging
 import os
 import platform
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -207,6 +207,25 @@ def _scrub(err: BaseException, secrets: tuple[str, ...]) -> None:
                     _redact(a, secrets) if isinstance(a, str) else a for a in current.args
                 )
         current = current.__cause__ or current.__context__
+
+
+class _TokenFailure(Exception):  # noqa: N818 - a private carrier, never seen by users
+    """Carries a getToken failure through ``retry_call`` untouched.
+
+    getToken has its own retries; its failure must not be judged as the failure of the
+    call that needed the token (a create would otherwise look "sent and lost").
+    """
+
+    def __init__(self, error: AkoolError) -> None:
+        super().__init__()
+        self.error = error
+
+
+async def _token_or_carrier(get: Callable[[], Awaitable[dict[str, str]]]) -> dict[str, str]:
+    try:
+        return await get()
+    except AkoolError as err:
+        raise _TokenFailure(err) from None
 
 
 class AkoolClient:
@@ -450,7 +469,9 @@ class AkoolClient:
 
         async def attempt() -> dict[str, Any]:
             nonlocal refreshed
-            headers = None if self._headers is not None else await self._bearer_headers()
+            headers = (
+                None if self._headers is not None else await _token_or_carrier(self._bearer_headers)
+            )
             raw = await transport.request(method, path, params=params, json=json, headers=headers)
             try:
                 return decode_response(
@@ -470,7 +491,8 @@ class AkoolClient:
                 refreshed = True
                 _logger.debug("%s %s: token rejected (1101), refreshing once", method, path)
             assert headers is not None
-            headers = await self._refresh_bearer(headers)
+            stale = headers
+            headers = await _token_or_carrier(lambda: self._refresh_bearer(stale))
             raw = await transport.request(method, path, params=params, json=json, headers=headers)
             return decode_response(
                 raw.status,
@@ -491,6 +513,10 @@ class AkoolClient:
                 create_request=create_request,
                 idempotent=idempotent,
             )
+        except _TokenFailure as carrier:
+            err = carrier.error
+            _scrub(err, self._secrets())
+            raise err from err.__cause__
         except AkoolError as err:
             if task_id is not None and err.task_id is None:
                 err.task_id = task_id

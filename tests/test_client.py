@@ -287,6 +287,18 @@ async def test_wrong_client_secret_is_authentication_error(simulator: AkoolSimul
     assert simulator.stats.requests == {"get_token": 1}
 
 
+async def test_token_failure_is_not_a_lost_create(simulator: AkoolSimulator) -> None:
+    """A create whose getToken fails raises the getToken error; the create was never sent."""
+    simulator.inject("get_token", *["http_502"] * FAST_RETRY.attempts)
+    async with make_client(
+        simulator, client_id=simulator.client_id, client_secret=simulator.client_secret
+    ) as client:
+        with pytest.raises(ServerError) as info:
+            await client.character_swap.create(char_req())
+    assert info.value.path == "/api/open/v3/getToken"
+    assert simulator.stats.requests == {"get_token": FAST_RETRY.attempts}
+
+
 async def test_token_refreshed_once_on_1101(simulator: AkoolSimulator) -> None:
     """A stale token is refreshed once and the call repeated, a create included."""
     async with make_client(
