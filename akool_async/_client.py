@@ -385,10 +385,8 @@ class AkoolClient:
             "this AkoolClient is not open yet; use `async with AkoolClient(...) as client:`"
         )
 
-    # -- batches ------------------------------------------------------------------------
-    # ``batch()`` lives here once ``_batch.py`` lands (owned by the batch engine): it will
-    # construct ``Batch(self, jobs, concurrency=..., journal=...)`` and use only
-    # ``poll_policy``, ``retry_policy``, ``clock`` and the two resources above.
+    # ``batch()`` (at the end of the class) belongs to the batch engine (``_batch.py``); it
+    # uses only ``poll_policy``, ``retry_policy``, ``clock`` and the two resources above.
 
     # -- auth ---------------------------------------------------------------------------
 
