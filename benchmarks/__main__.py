@@ -27,7 +27,7 @@ BENCHMARKS = {
 def run_one(name: str) -> list[dict[str, Any]]:
     print(f"=== {name.upper()}: {command(name)}", flush=True)
     started = time.perf_counter()
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    proc = subprocess.Popen(
         [sys.executable, "-m", BENCHMARKS[name]], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None

@@ -51,7 +51,7 @@ class SimProcess:
         self.time_scale = float(config.get("time_scale", 1.0))
 
     def __enter__(self) -> SimProcess:
-        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self._proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks._common", json.dumps(self.config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -78,7 +78,8 @@ class SimProcess:
             proc.wait()
 
     def _read(self) -> Any:
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._proc is not None
+        assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
         if not line:
             raise RuntimeError("the simulator process exited")
@@ -86,7 +87,8 @@ class SimProcess:
 
     def query(self, what: str) -> Any:
         """Ask the child for ``stats``, ``tasks`` or ``log`` (blocking: call between phases)."""
-        assert self._proc is not None and self._proc.stdin is not None
+        assert self._proc is not None
+        assert self._proc.stdin is not None
         self._proc.stdin.write(what + "\n")
         self._proc.stdin.flush()
         return self._read()
@@ -121,12 +123,12 @@ async def _child(config: dict[str, Any]) -> None:
     config.setdefault("credit", BENCH_CREDIT)
     sim = AkoolSimulator(durations=durations, **config)
     async with sim:
-        clock = sim._clock  # noqa: SLF001 - the origin maps parent instants to sim time
+        clock = sim._clock
         ready = {
             "url": sim.base_url,
             "api_key": sim.api_key,
-            "mono0": clock._mono0,  # noqa: SLF001
-            "epoch0": clock._epoch0,  # noqa: SLF001
+            "mono0": clock._mono0,
+            "epoch0": clock._epoch0,
         }
         print(json.dumps(ready), flush=True)
         loop = asyncio.get_running_loop()
@@ -151,12 +153,12 @@ def _answer(sim: Any, what: str) -> Any:
             "tasks": {k: dict(v) for k, v in s.tasks.items()},
         }
     if what == "tasks":
-        return {t.id: [t.create_s, t.t_done] for t in sim._tasks.values()}  # noqa: SLF001
+        return {t.id: [t.create_s, t.t_done] for t in sim._tasks.values()}
     if what == "log":
-        clock = sim._clock  # noqa: SLF001
+        clock = sim._clock
         # Entry times are simulated epochs: map them back to real monotonic time.
         return [
-            [clock._mono0 + (e.time - clock._epoch0) * clock.time_scale, e.endpoint, e.code]  # noqa: SLF001
+            [clock._mono0 + (e.time - clock._epoch0) * clock.time_scale, e.endpoint, e.code]
             for e in sim.request_log
         ]
     return {"error": f"unknown command {what!r}"}

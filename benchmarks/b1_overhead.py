@@ -30,7 +30,11 @@ TARGET = 1.15
 #: Zero processing time: a task is completed the moment it is created.
 DURATIONS = {"character_swap": {"queue": 0.0, "process": 0.0, "per_video_second": 0.0}}
 SDK_POLL = akool.PollPolicy(
-    initial=0.0, factor=1.5, max_interval=0.01, jitter=0.0, max_polls_per_second=1e9,
+    initial=0.0,
+    factor=1.5,
+    max_interval=0.01,
+    jitter=0.0,
+    max_polls_per_second=1e9,
     adaptive=False,
 )
 
@@ -108,10 +112,16 @@ def main() -> None:
     ratio = median(ratios)
     emit(
         [
-            row("B1", "SDK wall / aiohttp script (median of pairs)", ratio, f"<= {TARGET}x",
-                ratio <= TARGET, unit="x",
+            row(
+                "B1",
+                "SDK wall / aiohttp script (median of pairs)",
+                ratio,
+                f"<= {TARGET}x",
+                ratio <= TARGET,
+                unit="x",
                 note=f"script median {median(walls['script']):.2f} s, "
-                f"sdk median {median(walls['sdk']):.2f} s"),
+                f"sdk median {median(walls['sdk']):.2f} s",
+            ),
         ]
     )
 
