@@ -29,7 +29,6 @@ __all__ = [
     "HeadSwapResource",
     "check_deadline",
     "check_id",
-    "remaining",
     "structure_created",
     "structure_polled",
     "wait_terminal",
@@ -159,13 +158,6 @@ async def wait_terminal(
 
 def _bounded(delay: float, end: float | None, now: float) -> float:
     return delay if end is None else max(0.0, min(delay, end - now))
-
-
-def remaining(client: AkoolClient, end: float | None) -> float | None:
-    """Seconds left until ``end`` on the client's clock (tiny positive if passed)."""
-    if end is None:
-        return None
-    return max(end - client.clock.monotonic(), 1e-9)
 
 
 # The resource modules import the helpers above, so they come last.
