@@ -99,7 +99,8 @@ async def test_failures_are_values_and_do_not_touch_other_jobs() -> None:
             got = {o.key: o async for o in outcomes}
         creates = swap_creates(sim)
     assert set(got) == {"0", "1", "2", "3", "k1"}
-    assert got["0"].ok and got["k1"].ok
+    assert got["0"].ok
+    assert got["k1"].ok
     err1 = got["1"].error
     assert isinstance(err1, akool.TaskFailedError)
     assert err1.task_id == got["1"].task_id
@@ -177,18 +178,17 @@ async def test_a_slow_consumer_slows_intake() -> None:
         if stats.done >= 8:
             eight_done.set()
 
-    async with fast_sim() as sim, client_for(sim) as client:
-        async with client.batch(
-            source(), concurrency=4, max_in_flight=8, progress=progress
-        ) as batch:
-            await eight_done.wait()  # all admitted jobs finished; none consumed
-            await anyio.wait_all_tasks_blocked()
-            assert pulled == 8
-            first = await batch.__anext__()
-            assert first.ok
-            await ninth_pulled.wait()  # consuming one outcome admitted exactly one more job
-            await anyio.wait_all_tasks_blocked()
-            assert pulled == 9
+    async with fast_sim() as sim, client_for(sim) as client, client.batch(
+        source(), concurrency=4, max_in_flight=8, progress=progress
+    ) as batch:
+        await eight_done.wait()  # all admitted jobs finished; none consumed
+        await anyio.wait_all_tasks_blocked()
+        assert pulled == 8
+        first = await batch.__anext__()
+        assert first.ok
+        await ninth_pulled.wait()  # consuming one outcome admitted exactly one more job
+        await anyio.wait_all_tasks_blocked()
+        assert pulled == 9
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
@@ -247,7 +247,9 @@ async def test_stats_and_progress_track_every_job() -> None:
         async with client.batch(jobs, progress=snapshots.append) as outcomes:
             got = [o async for o in outcomes]
             final = outcomes.stats
-    assert final.completed == 12 and final.failed == 0 and final.uncertain == 0
+    assert final.completed == 12
+    assert final.failed == 0
+    assert final.uncertain == 0
     assert final.pending == final.submitting == final.running == 0
     assert final.credits == sum(o.result.credits or 0 for o in got if o.result)
     assert final.credits == 12 * 20  # 10 s at 720p: two 5-second blocks of 10 credits
@@ -265,7 +267,8 @@ async def test_chaos_2000_jobs_one_outcome_each_and_no_duplicate_create() -> Non
             got = [o async for o in outcomes]
         stats = sim.stats
     keys = Counter(o.key for o in got)
-    assert len(keys) == 2000 and set(keys.values()) == {1}
+    assert len(keys) == 2000
+    assert set(keys.values()) == {1}
     assert stats.duplicate_creates == 0
     kinds = Counter(type(o.error).__name__ for o in got if not o.ok)
     # Ambiguous create failures surface as uncertain, never as silent resubmits.
