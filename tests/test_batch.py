@@ -213,9 +213,12 @@ async def test_cancellation_at_a_random_point_leaves_nothing_behind(seed: int) -
 async def test_per_job_deadline_yields_wait_timeout_with_task_id() -> None:
     """A job still running at its deadline ends as WaitTimeoutError carrying the task id."""
     slow = {"character_swap": Duration(queue=1.0, process=100_000.0)}
-    async with fast_sim(durations=slow) as sim, client_for(sim) as client:
-        async with client.batch([char(0), char(1)], deadline=0.2) as outcomes:
-            got = [o async for o in outcomes]
+    async with (
+        fast_sim(durations=slow) as sim,
+        client_for(sim) as client,
+        client.batch([char(0), char(1)], deadline=0.2) as outcomes,
+    ):
+        got = [o async for o in outcomes]
     assert len(got) == 2
     for o in got:
         assert isinstance(o.error, akool.WaitTimeoutError)
@@ -225,13 +228,16 @@ async def test_per_job_deadline_yields_wait_timeout_with_task_id() -> None:
 
 async def test_long_lived_batch_submit_handles_and_close() -> None:
     """submit() returns handles whose outcomes arrive once; iteration ends after close()."""
-    async with fast_sim() as sim, client_for(sim) as client:
-        async with client.batch(concurrency=4) as batch:
-            handles = [await batch.submit(char(i), key=f"order-{i}") for i in range(5)]
-            extra = await batch.submit(akool.Job(char(9), key="from-job"))
-            outcomes = [await h.outcome() for h in handles]
-            batch.close()
-            rest = [o async for o in batch]
+    async with (
+        fast_sim() as sim,
+        client_for(sim) as client,
+        client.batch(concurrency=4) as batch,
+    ):
+        handles = [await batch.submit(char(i), key=f"order-{i}") for i in range(5)]
+        extra = await batch.submit(akool.Job(char(9), key="from-job"))
+        outcomes = [await h.outcome() for h in handles]
+        batch.close()
+        rest = [o async for o in batch]
     assert [o.key for o in outcomes] == [f"order-{i}" for i in range(5)]
     assert all(o.ok for o in outcomes)
     # Outcomes already taken through a handle are not yielded a second time.
@@ -243,10 +249,13 @@ async def test_stats_and_progress_track_every_job() -> None:
     """Progress snapshots end with every job completed and the credits charged summed."""
     snapshots: list[akool.BatchStats] = []
     jobs = [char(i, duration=10, resolution="720p") for i in range(12)]
-    async with fast_sim() as sim, client_for(sim) as client:
-        async with client.batch(jobs, progress=snapshots.append) as outcomes:
-            got = [o async for o in outcomes]
-            final = outcomes.stats
+    async with (
+        fast_sim() as sim,
+        client_for(sim) as client,
+        client.batch(jobs, progress=snapshots.append) as outcomes,
+    ):
+        got = [o async for o in outcomes]
+        final = outcomes.stats
     assert final.completed == 12
     assert final.failed == 0
     assert final.uncertain == 0
@@ -259,9 +268,9 @@ async def test_stats_and_progress_track_every_job() -> None:
 
 async def test_chaos_2000_jobs_one_outcome_each_and_no_duplicate_create() -> None:
     """Under the chaos profile, 2,000 mixed jobs end with one outcome each, never paid twice."""
-    jobs: list[akool.CharacterSwap | akool.HeadSwap] = []
-    for i in range(2000):
-        jobs.append(char(i) if i % 4 else head(i, video=i % 50))
+    jobs: list[akool.CharacterSwap | akool.HeadSwap] = [
+        char(i) if i % 4 else head(i, video=i % 50) for i in range(2000)
+    ]
     async with fast_sim(faults="chaos", seed=7) as sim, client_for(sim) as client:
         async with client.batch(jobs, concurrency=64) as outcomes:
             got = [o async for o in outcomes]
