@@ -11,6 +11,7 @@ median of the per-pair ratios. Target: SDK wall time at most 1.15x the script's.
 from __future__ import annotations
 
 import asyncio
+import resource
 import sys
 import time
 
@@ -83,6 +84,19 @@ async def sdk(url: str, key: str, run: int, n: int) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (the client side only)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(coro_fn: object, *args: object) -> tuple[float, float]:
+    """(wall seconds, client CPU seconds) of one run."""
+    cpu0 = cpu_seconds()
+    wall = asyncio.run(coro_fn(*args))  # type: ignore[operator]
+    return wall, cpu_seconds() - cpu0
+
+
 def main() -> None:
     with SimProcess(durations=DURATIONS, seed=1, log_size=100) as sim:
         # Warm both paths (imports, connection setup, simulator caches) before timing.
@@ -90,16 +104,20 @@ def main() -> None:
         asyncio.run(sdk(sim.url, sim.api_key, 1, WARMUP_JOBS))
         before = sim.stats()["total"]
         ratios: list[float] = []
+        cpu_ratios: list[float] = []
         walls: dict[str, list[float]] = {"script": [], "sdk": []}
         for pair in range(PAIRS):
-            t_script = asyncio.run(script(sim.url, sim.api_key, 10 + 2 * pair, N_JOBS))
-            t_sdk = asyncio.run(sdk(sim.url, sim.api_key, 11 + 2 * pair, N_JOBS))
+            t_script, c_script = timed(script, sim.url, sim.api_key, 10 + 2 * pair, N_JOBS)
+            t_sdk, c_sdk = timed(sdk, sim.url, sim.api_key, 11 + 2 * pair, N_JOBS)
             walls["script"].append(t_script)
             walls["sdk"].append(t_sdk)
             ratios.append(t_sdk / t_script)
+            cpu_ratios.append(c_sdk / c_script)
             print(
-                f"pair {pair + 1}: script {t_script:.2f} s ({N_JOBS / t_script:.0f} jobs/s), "
-                f"sdk {t_sdk:.2f} s ({N_JOBS / t_sdk:.0f} jobs/s), ratio {t_sdk / t_script:.3f}",
+                f"pair {pair + 1}: script {t_script:.2f} s wall / {c_script:.2f} s client CPU "
+                f"({N_JOBS / t_script:.0f} jobs/s), sdk {t_sdk:.2f} s / {c_sdk:.2f} s CPU "
+                f"({N_JOBS / t_sdk:.0f} jobs/s); wall ratio {t_sdk / t_script:.3f}, "
+                f"CPU ratio {c_sdk / c_script:.3f}",
                 flush=True,
             )
         stats = sim.stats()
@@ -121,6 +139,14 @@ def main() -> None:
                 unit="x",
                 note=f"script median {median(walls['script']):.2f} s, "
                 f"sdk median {median(walls['sdk']):.2f} s",
+            ),
+            row(
+                "B1",
+                "SDK client CPU / script client CPU (median)",
+                median(cpu_ratios),
+                "(diagnostic)",
+                None,
+                unit="x",
             ),
         ]
     )
