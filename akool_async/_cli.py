@@ -46,6 +46,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 import attrs
@@ -612,8 +613,8 @@ def _output(path: str | None) -> Iterator[IO[str]]:
         yield stream
 
 
-async def _serve_webhooks(listen: str) -> tuple[Any, Any]:
-    """Start a webhook receiver on HOST:PORT; (receiver, runner) to pass on and clean up."""
+async def _serve_webhooks(listen: str, url: str) -> tuple[Any, Any]:
+    """Serve a webhook receiver on HOST:PORT at ``url``'s path; (receiver, runner)."""
     from aiohttp import web  # noqa: PLC0415 - only with --webhook-listen
 
     from .webhooks import WebhookReceiver, make_aiohttp_app  # noqa: PLC0415
@@ -632,7 +633,8 @@ async def _serve_webhooks(listen: str) -> tuple[Any, Any]:
         receiver = WebhookReceiver(client_id=client_id, client_secret=secret)
     except ConfigurationError as exc:
         raise UsageError(f"akool-async: {exc.message}") from None
-    runner = web.AppRunner(make_aiohttp_app(receiver, path="/"), access_log=None)
+    path = urlsplit(url).path or "/"
+    runner = web.AppRunner(make_aiohttp_app(receiver, path=path), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host or "127.0.0.1", int(port_text)).start()
     return receiver, runner
@@ -664,7 +666,7 @@ async def run_batch(
     with _output(opts.out) as out:
         try:
             if opts.webhook_url is not None and opts.webhook_listen is not None:
-                receiver, runner = await _serve_webhooks(opts.webhook_listen)
+                receiver, runner = await _serve_webhooks(opts.webhook_listen, opts.webhook_url)
                 extra["webhook_url"] = opts.webhook_url
                 extra["webhooks"] = receiver
             async with client:
