@@ -639,7 +639,11 @@ class AkoolSimulator:
         return tuple(self._dispatcher.deliveries) if self._dispatcher else ()
 
     async def wait_webhooks(self) -> None:
-        """Wait until every webhook event due now has been delivered, failed or rescheduled."""
+        """Wait until every webhook event due now has been delivered, failed or rescheduled.
+
+        With the manual clock call this before ``advance()`` past a retry: a retry is
+        scheduled relative to the simulated time at which the failed answer was processed.
+        """
         if self._dispatcher is not None:
             await self._dispatcher.wait_idle()
 
