@@ -20,9 +20,11 @@ Akool deletes outputs after 7 days, so results should be on disk before then. A 
    temporary file is removed on failure and on cancellation (shielded cleanup).
 
 Retries follow the client's :class:`~akool_async.RetryPolicy` with one twist for long
-transfers: ``attempts`` and ``timeout`` bound *consecutive failures without progress*; an
-attempt that extends the file beyond anything received before resets both, so a large file
-over a flaky link is not failed for taking longer than ``timeout`` overall. Backoff is
+transfers: ``attempts`` and ``timeout`` bound the tries *since the last progress*. A try that
+extends the file beyond anything received before starts a fresh budget (``attempts`` tries,
+itself included, within ``timeout`` seconds), so a large file over a flaky link is not failed
+for taking longer than ``timeout`` overall, while a server that restarts from zero and drops
+each time (no new bytes) still fails after ``attempts`` tries. Backoff is
 :func:`~akool_async._retry.backoff_delay` slept through the client's clock; a Retry-After
 longer than ``max_retry_after`` fails at once.
 
@@ -106,6 +108,12 @@ MAX_FILENAME_LENGTH = 120
 ResultOrUrl: TypeAlias = Any
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Session default headers that may ride along to a CDN; any other default header (the API
+# key, a bearer token, whatever the transport adds later) is removed from download requests.
+_HARMLESS_HEADERS = frozenset({"user-agent", "accept", "accept-encoding", "accept-language"})
+_CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie", "x-api-key")
+# Per-request client middlewares exist from aiohttp 3.12 on.
+_HAS_MIDDLEWARES = tuple(int(p) for p in aiohttp.__version__.split(".")[:2]) >= (3, 12)
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -270,7 +278,7 @@ def safe_filename(key: str, suffix: str = ".mp4", *, max_length: int = MAX_FILEN
     if stem.split(".", 1)[0].upper() in _RESERVED:
         stem = "_" + stem
     changed = stem != key
-    if not changed and len(stem) + len(suffix) <= max_length:
+    if stem and not changed and len(stem) + len(suffix) <= max_length:
         return stem + suffix
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_LENGTH]
     stem = stem[:room].rstrip(".") or "download"
@@ -468,6 +476,31 @@ def _status_error(resp: aiohttp.ClientResponse, path: str, now_wall: float) -> A
     return HTTPStatusError(message, method="GET", path=path, http_status=status)
 
 
+def _request_options(session: aiohttp.ClientSession) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers and ``session.get`` options that keep every credential off download requests.
+
+    The session may carry the API key as a default header (cheaper for API calls); aiohttp
+    merges default headers into every request and offers no per-request opt-out, so a
+    per-request middleware deletes them before the request is sent (aiohttp >= 3.12). On
+    older aiohttp their values are blanked instead (sent empty, never the secret).
+    """
+    in_session = {name for name in session.headers if name.lower() not in _HARMLESS_HEADERS}
+    headers = {"Accept": "*/*", "Accept-Encoding": "identity"}
+    if not _HAS_MIDDLEWARES:  # pragma: no cover - exercised only with aiohttp < 3.12
+        headers.update(dict.fromkeys(in_session, ""))
+        return headers, {}
+    names = (*in_session, *_CREDENTIAL_HEADERS)
+
+    async def strip_credentials(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        for name in names:
+            request.headers.popall(name, None)
+        return await handler(request)
+
+    return headers, {"middlewares": (strip_credentials,)}
+
+
 async def _attempt(
     session: aiohttp.ClientSession,
     url: URL,
@@ -476,14 +509,15 @@ async def _attempt(
     *,
     chunk_size: int,
     max_redirects: int,
-    client_timeout: aiohttp.ClientTimeout,
+    base_headers: Mapping[str, str],
+    options: Mapping[str, Any],
     now_wall: float,
 ) -> None:
     """One try: follow redirects, then stream from ``sink.size`` on. Returns when complete."""
     if not state.resumable and sink.size:
         await sink.restart()
     offset = sink.size
-    headers = {"Accept": "*/*", "Accept-Encoding": "identity"}
+    headers = dict(base_headers)
     if offset:
         headers["Range"] = f"bytes={offset}-"
         if state.validator is not None:
@@ -493,7 +527,7 @@ async def _attempt(
         path = current.path
         try:
             async with session.get(
-                current, headers=headers, allow_redirects=False, timeout=client_timeout
+                current, headers=headers, allow_redirects=False, **options
             ) as resp:
                 if resp.status in _REDIRECTS:
                     location = resp.headers.get("Location")
@@ -687,8 +721,11 @@ async def _fetch(
     """Attempts with backoff until ``sink`` holds the whole file, or raise the last error."""
     clock = client.clock
     timeouts = client.timeouts
+    headers, options = _request_options(session)
     # No total limit: a video may take longer than any API call; silence is still bounded.
-    timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect, sock_read=timeouts.read)
+    options["timeout"] = aiohttp.ClientTimeout(
+        total=None, connect=timeouts.connect, sock_read=timeouts.read
+    )
     state = _State()
     failures = 0
     since = clock.monotonic()
@@ -701,7 +738,8 @@ async def _fetch(
                 state,
                 chunk_size=chunk_size,
                 max_redirects=max_redirects,
-                client_timeout=timeout,
+                base_headers=headers,
+                options=options,
                 now_wall=clock.wall(),
             )
         except AkoolError as err:  # noqa: PERF203 - the retry loop is the point
@@ -866,7 +904,7 @@ async def download_many(
     file is ``directory / safe_filename(key, suffix)``. Returns one :class:`DownloadOutcome`
     per item, in input order; a failed download is an outcome with ``error`` set, never an
     exception (cancellation and bugs still propagate). A key whose file name was already
-    used by an earlier key fails without a request.
+    used by an earlier key (or a repeated key) fails without a request.
     """
     downloader = Downloader(
         client,
@@ -884,15 +922,15 @@ async def download_many(
     async def worker() -> None:
         for index, (key, item) in numbered:
             target = downloader.path_for(key)
-            earlier = claimed.setdefault(target.name, key)
-            if earlier is not key:
+            earlier = claimed.get(target.name)
+            if earlier is not None:
+                what = "is repeated" if earlier == key else f"maps to the same file as {earlier!r}"
                 error = DownloadError(
-                    f"key {key!r} maps to file name {target.name!r}, already used by key "
-                    f"{earlier!r}; use distinct keys",
-                    file=target,
+                    f"key {key!r} {what} ({target.name!r}); use distinct keys", file=target
                 )
                 outcomes[index] = DownloadOutcome(key, None, error)
                 continue
+            claimed[target.name] = key
             try:
                 path = await downloader.download(key, item)
             except DownloadError as err:
