@@ -1,4 +1,4 @@
-"""Simulator webhooks, time scaling and output files, checked with an independent section-5 decoder."""
+"""Simulator webhooks (checked by an independent section-5 decoder), time scale, output files."""
 
 from __future__ import annotations
 
@@ -86,8 +86,10 @@ def test_section_5_6_vector_reproduced() -> None:
     )
     assert body == {
         "signature": "346a0f62300af519e882b8c53a17b6e27f3d60e4",
-        "dataEncrypt": "d2old9DAwQr0qQK1JqkGb9gSmIcpXDFSuDwWk4lc+jyswBwDdyQIcXuFd744TCZRUlNAFuhAsBAylSYQ/"
-        "AZZOFvG1t15Py0XnYZMaVS/jPDj+ov7rh62ieOH9/KQ3NAtIgAcOVl/HpyuAEM1i6uq8w==",
+        "dataEncrypt": (
+            "d2old9DAwQr0qQK1JqkGb9gSmIcpXDFSuDwWk4lc+jyswBwDdyQIcXuFd744TCZRUlNAFuhAsBAylSYQ/"
+            "AZZOFvG1t15Py0XnYZMaVS/jPDj+ov7rh62ieOH9/KQ3NAtIgAcOVl/HpyuAEM1i6uq8w=="
+        ),
         "timestamp": 1710757981609,
         "nonce": "1529",
     }
