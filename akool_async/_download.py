@@ -28,8 +28,9 @@ each time (no new bytes) still fails after ``attempts`` tries. Backoff is
 :func:`~akool_async._retry.backoff_delay` slept through the client's clock; a Retry-After
 longer than ``max_retry_after`` fails at once.
 
-Requests go through the client's one aiohttp session with no auth header (output URLs are
-public CDN URLs; the session carries no default credentials and no cookies),
+Requests go through the client's one aiohttp session but carry no credentials: output URLs
+are public CDN URLs, so a per-request middleware removes the API key, ``Authorization`` and
+any other non-trivial session default header before sending (the session keeps no cookies),
 ``Accept-Encoding: identity`` (byte offsets must mean file offsets), no overall time limit
 (``Timeouts.connect`` and ``Timeouts.read`` still apply) and at most ``max_redirects`` (3)
 redirects, each re-checked against the same scheme rule.
@@ -201,9 +202,9 @@ def check_download_url(url: object) -> URL:
     scheme = parts.scheme.lower()
     shown = _redact_url(url)
     if scheme not in ("http", "https"):
+        what = f"a {scheme}: URL" if scheme else "a URL without a scheme"
         raise DownloadError(
-            f"refusing to download from a {scheme or 'scheme-less'} URL ({shown.split(':')[0]}:"
-            "...): only https (and http to loopback hosts) is allowed",
+            f"refusing to download {what}: only https (and http to loopback hosts) is allowed",
             url=shown,
         )
     if not host:
@@ -251,10 +252,10 @@ def safe_filename(key: str, suffix: str = ".mp4", *, max_length: int = MAX_FILEN
     """A file name for a job ``key``: deterministic, and safe to join to any directory.
 
     Keeps ``[A-Za-z0-9._-]`` and replaces every other character (separators, NUL, spaces,
-    non-ASCII) with ``_``; collapses runs of dots; strips leading dots, dashes and
-    underscores (no hidden files, no ``.``/``..``, nothing that looks like an option) and
-    trailing dots; prefixes Windows device names (``CON``, ``nul.txt``, ``COM1`` ...) with
-    ``_``; truncates to ``max_length`` characters including ``suffix``. Whenever the key had
+    non-ASCII) with ``_``; collapses runs of dots; strips leading dots and dashes (no hidden
+    files, no ``.``/``..``, nothing that looks like an option) and trailing dots; prefixes
+    Windows device names (``CON``, ``nul.txt``, ``COM1`` ...) with ``_``; truncates to
+    ``max_length`` (120) characters including ``suffix``. Whenever the key had
     to be changed, ``-`` plus 8 hex digits of the key's SHA-256 are appended, so keys that
     differ only in replaced characters (``"a/b"``, ``"a b"``) still get different names; a
     key that is already safe maps to itself plus ``suffix``. The result is never empty and
@@ -274,7 +275,7 @@ def safe_filename(key: str, suffix: str = ".mp4", *, max_length: int = MAX_FILEN
     if room < 1:
         raise ValueError(f"max_length={max_length} leaves no room for a name with {suffix!r}")
     stem = _SAFE_CHARS.sub("_", key)
-    stem = _DOTS.sub(".", stem).lstrip("._-").rstrip(".")
+    stem = _DOTS.sub(".", stem).lstrip(".-").rstrip(".")
     if stem.split(".", 1)[0].upper() in _RESERVED:
         stem = "_" + stem
     changed = stem != key
@@ -864,8 +865,12 @@ class Downloader:
     async def download(self, key: str, result_or_url: ResultOrUrl) -> Path:
         """Download to :meth:`path_for` ``(key)`` within the concurrency bound; return it."""
         target = self.path_for(key)
-        url = _url_of(result_or_url)
-        check_download_url(url)  # refuse before waiting for a slot
+        try:
+            url = _url_of(result_or_url)
+            check_download_url(url)  # refuse before waiting for a slot
+        except DownloadError as err:
+            err.file = target
+            raise
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._concurrency)
         async with self._limiter:
