@@ -633,6 +633,10 @@ async def _serve_webhooks(listen: str, url: str) -> tuple[Any, Any]:
         receiver = WebhookReceiver(client_id=client_id, client_secret=secret)
     except ConfigurationError as exc:
         raise UsageError(f"akool-async: {exc.message}") from None
+    except ImportError:
+        raise UsageError(
+            "webhooks need the `cryptography` package: pip install 'akool-async[webhooks]'"
+        ) from None
     path = urlsplit(url).path or "/"
     runner = web.AppRunner(make_aiohttp_app(receiver, path=path), access_log=None)
     await runner.setup()
