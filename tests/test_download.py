@@ -134,7 +134,8 @@ class FileServer:
     ``ranges``: honour ``Range`` (206) or ignore it (always 200). ``truncate``: how many of
     the first answers close the connection after half their body. ``wrong_start``: answer
     the first Range request with a Content-Range that starts elsewhere. ``gate``: an
-    optional coroutine every request awaits before answering.
+    optional coroutine every request awaits before answering. ``fail``: (status,
+    Retry-After) answers given to the first requests.
     """
 
     def __init__(
@@ -145,8 +146,10 @@ class FileServer:
         truncate: int = 0,
         wrong_start: bool = False,
         gate: Callable[[], Any] | None = None,
+        fail: tuple[tuple[int, str | None], ...] = (),
     ) -> None:
         self.body = body
+        self.fail = list(fail)
         self.ranges = ranges
         self.truncate = truncate
         self.wrong_start = wrong_start
@@ -193,6 +196,11 @@ class FileServer:
         try:
             if self.gate is not None:
                 await self.gate()
+            if self.fail:
+                status, retry_after = self.fail.pop(0)
+                self.statuses.append(status)
+                headers = {"Retry-After": retry_after} if retry_after else {}
+                return web.Response(status=status, text="busy", headers=headers)
             return await self._answer(request)
         finally:
             self.in_flight -= 1
@@ -446,6 +454,33 @@ async def test_content_range_mismatch_restarts(tmp_path: Path) -> None:
     assert ranges[1] is not None
     assert ranges[2] is None  # the bad 206 was discarded: start again without Range
     assert server.statuses == [200, 206, 200]
+
+
+async def test_retry_after_is_honoured(tmp_path: Path) -> None:
+    """A 503 or 429 with Retry-After waits at least that long (on the client's clock)."""
+    body = os.urandom(500)
+    fail = ((503, "7"), (429, "5"))
+    async with FileServer(body, fail=fail) as server, local_client() as client:
+        await download(client, server.url(), tmp_path / "a.mp4")
+        clock = client.clock
+    assert isinstance(clock, InstantClock)
+    assert clock.slept[0] >= 7
+    assert clock.slept[1] >= 5
+    assert server.statuses == [503, 429, 200]
+    assert (tmp_path / "a.mp4").read_bytes() == body
+
+
+async def test_retry_after_beyond_cap_fails_at_once(tmp_path: Path) -> None:
+    """A Retry-After longer than max_retry_after fails without sleeping or retrying."""
+    async with FileServer(b"x", fail=((429, "3600"),)) as server, local_client() as client:
+        with pytest.raises(DownloadError) as info:
+            await download(client, server.url(), tmp_path / "a.mp4")
+        clock = client.clock
+    assert isinstance(clock, InstantClock)
+    assert clock.slept == []
+    assert info.value.http_status == 429
+    assert len(server.statuses) == 1
+    assert listing(tmp_path) == []
 
 
 async def test_redirects_followed_up_to_three(tmp_path: Path) -> None:
