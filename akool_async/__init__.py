@@ -15,6 +15,7 @@ from ._config import (
     RetryPolicy,
     Timeouts,
 )
+from ._download import DownloadError, safe_filename
 from ._errors import (
     AccountBlockedError,
     AkoolError,
@@ -85,6 +86,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLostError",
     "DetectedPerson",
+    "DownloadError",
     "FaceMapping",
     "FaceMappingError",
     "HTTPStatusError",
@@ -124,4 +126,5 @@ __all__ = [
     "VideoInfo",
     "WaitTimeoutError",
     "__version__",
+    "safe_filename",
 ]

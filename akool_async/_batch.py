@@ -25,18 +25,20 @@ Shape of a batch (all tasks live in ONE anyio task group owned by the batch)::
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import attrs
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._config import PollPolicy
 from ._converters import request_fingerprint, request_to_dict, result_from_raw
+from ._download import Downloader, DownloadError
 from ._errors import (
     AkoolError,
     ClientStateError,
@@ -75,17 +77,27 @@ DEFAULT_MAX_IN_FLIGHT = 10_000
 ANALYSIS_CACHE_SIZE = 1024
 #: A create refused for rate (proving no task) is re-queued at most this many times.
 MAX_THROTTLED_CREATES = 50
+#: Akool deletes character-swap outputs after 7 days; warn a day ahead.
+EXPIRY_WARNING_AGE = 6 * 24 * 3600.0
+
+_logger = logging.getLogger("akool_async")
 
 
 @attrs.frozen
 class Outcome:
-    """The single outcome of one job: exactly one of ``result`` and ``error`` is set."""
+    """The single outcome of one job: exactly one of ``result`` and ``error`` is set.
+
+    With ``download_dir``, ``path`` is where the output was saved, or ``download_error``
+    says why it was not (the job itself still succeeded: ``result`` is set).
+    """
 
     key: str
     job: Request
     result: Result | None = None
     error: AkoolError | None = None
     task_id: str | None = None
+    path: Path | None = None
+    download_error: DownloadError | None = None
 
     @property
     def ok(self) -> bool:
@@ -114,13 +126,15 @@ class BatchStats:
 class JobHandle:
     """Returned by :meth:`Batch.submit`; ``await handle.outcome()`` waits for that job."""
 
-    __slots__ = ("_event", "_outcome", "_release", "consumed", "key")
+    __slots__ = ("_event", "_outcome", "_queue", "_release", "_token", "consumed", "key")
 
-    def __init__(self, key: str, release: Callable[[], None]) -> None:
+    def __init__(self, key: str, release: Callable[[], None], queue: _OutcomeQueue) -> None:
         self.key = key
         self._event = anyio.Event()
         self._outcome: Outcome | None = None
         self._release = release
+        self._queue = queue
+        self._token = 0
         self.consumed = False
 
     def done(self) -> bool:
@@ -130,6 +144,7 @@ class JobHandle:
     def _consume(self) -> Outcome:
         if not self.consumed:
             self.consumed = True
+            self._queue.discard(self._token)
             self._release()
         assert self._outcome is not None
         return self._outcome
@@ -141,6 +156,48 @@ class JobHandle:
 
     def __repr__(self) -> str:
         return f"JobHandle(key={self.key!r}, done={self.done()})"
+
+
+class _OutcomeQueue:
+    """Outcomes waiting for the iterator, in completion order.
+
+    An outcome taken through its :class:`JobHandle` is removed from here at once, so a web
+    backend that only awaits handles never accumulates anything.
+    """
+
+    __slots__ = ("_closed", "_items", "_seq", "_wakeup")
+
+    def __init__(self) -> None:
+        self._items: collections.OrderedDict[int, Outcome | JobHandle] = (
+            collections.OrderedDict()
+        )
+        self._seq = 0
+        self._wakeup = anyio.Event()
+        self._closed = False
+
+    def put(self, item: Outcome | JobHandle) -> int:
+        self._seq += 1
+        self._items[self._seq] = item
+        self._wakeup.set()
+        return self._seq
+
+    def discard(self, token: int) -> None:
+        self._items.pop(token, None)
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    async def get(self) -> Outcome | JobHandle:
+        while not self._items:
+            if self._closed:
+                raise anyio.EndOfStream
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+        return self._items.popitem(last=False)[1]
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class _AnalysisShare:
@@ -170,6 +227,8 @@ class Batch:
         resubmit_uncertain: bool = False,
         webhook_url: str | None = None,
         webhooks: WebhookReceiver | None = None,
+        download_dir: str | os.PathLike[str] | None = None,
+        download_concurrency: int = 4,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValidationError(
@@ -196,9 +255,7 @@ class Batch:
         self._scheduler = PollScheduler(
             self._policy, self._clock, on_throttle=self._create_pacer.throttled
         )
-        send, recv = anyio.create_memory_object_stream[Outcome | JobHandle](math.inf)
-        self._send: MemoryObjectSendStream[Outcome | JobHandle] = send
-        self._recv: MemoryObjectReceiveStream[Outcome | JobHandle] = recv
+        self._queue = _OutcomeQueue()
         self._tg: TaskGroup | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._intake_open = True
@@ -219,6 +276,12 @@ class Batch:
         self._webhook_url = webhook_url
         self._webhooks = webhooks
         self._unsubscribe: Callable[[], None] | None = None
+        self._unthrottle: Callable[[], None] = _noop
+        self._downloader = (
+            None
+            if download_dir is None
+            else Downloader(client, download_dir, concurrency=download_concurrency)
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -234,6 +297,7 @@ class Batch:
             self._owns_journal = True
         if self._webhooks is not None:
             self._unsubscribe = self._webhooks.add_listener(self._on_webhook)
+        self._unthrottle = self._client._add_throttle_listener(self._throttled)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -251,8 +315,7 @@ class Batch:
         try:
             return await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
         finally:
-            self._send.close()
-            self._recv.close()
+            self._queue.close()
 
     def close(self) -> None:
         """No more submissions: iteration ends once every submitted job has its outcome."""
@@ -272,7 +335,7 @@ class Batch:
             raise ClientStateError("this batch was closed: no more submissions")
         request, job_key = self._unpack(job, key)
         await self._slots.acquire()
-        handle = JobHandle(job_key, self._slots.release)
+        handle = JobHandle(job_key, self._slots.release, self._queue)
         self._start(job_key, request, handle)
         return handle
 
@@ -330,7 +393,8 @@ class Batch:
                 record = await self._journal_begin(journal, key, request)
                 if record.state is JobState.COMPLETED or record.state is JobState.FAILED:
                     self._bump("pending", -1)
-                    self._emit(self._replayed(key, request, record), handle)
+                    outcome = await self._replayed(journal, key, request, record)
+                    self._emit(outcome, handle)
                     return
                 if record.state is JobState.CREATED:
                     task_id = record.task_id
@@ -361,11 +425,11 @@ class Batch:
         def on_done(value: Any) -> None:
             self._bump("running", -1)
             outcome = self._outcome_for(key, request, created_id, value)
-            if journal is None:
+            if journal is None and (self._downloader is None or not outcome.ok):
                 self._emit(outcome, handle)
             else:
                 assert self._tg is not None
-                self._tg.start_soon(self._finish_journaled, journal, outcome, value, handle)
+                self._tg.start_soon(self._finish_async, journal, outcome, value, handle)
 
         self._scheduler.watch(
             task_id,
@@ -395,11 +459,38 @@ class Batch:
             request=request_to_dict(request),
         )
 
-    def _replayed(self, key: str, request: Request, record: JobRecord) -> Outcome:
-        """The outcome a previous run recorded, re-emitted without any request."""
+    async def _replayed(
+        self, journal: Journal, key: str, request: Request, record: JobRecord
+    ) -> Outcome:
+        """The outcome a previous run recorded, re-emitted without any API request."""
         raw = record.result_raw or {}
         result = result_from_raw(record.kind, raw)
-        return self._outcome_for(key, request, result.id, result)
+        outcome = self._outcome_for(key, request, result.id, result)
+        if not outcome.ok:
+            return outcome
+        if record.local_path is not None and await anyio.Path(record.local_path).exists():
+            return attrs.evolve(outcome, path=Path(record.local_path))
+        age = self._clock.wall() - record.updated_at
+        if age > EXPIRY_WARNING_AGE:
+            _logger.warning(
+                "job %r (task %s) completed %.1f days ago and its output was never "
+                "downloaded: Akool deletes outputs after 7 days",
+                key,
+                result.id,
+                age / 86400,
+            )
+        return await self._download(journal, outcome)
+
+    async def _download(self, journal: Journal | None, outcome: Outcome) -> Outcome:
+        if self._downloader is None or outcome.result is None:
+            return outcome
+        try:
+            path = await self._downloader.download(outcome.key, outcome.result)
+        except DownloadError as err:
+            return attrs.evolve(outcome, download_error=err)
+        if journal is not None:
+            await journal.set_local_path(outcome.key, path)
+        return attrs.evolve(outcome, path=path)
 
     async def _left_uncertain(
         self, journal: Journal, key: str, request: Request, record: JobRecord
@@ -427,11 +518,14 @@ class Batch:
         elif record.state in (JobState.PENDING, JobState.SENDING):
             await journal.mark_rejected(key, err)
 
-    async def _finish_journaled(
-        self, journal: Journal, outcome: Outcome, value: Any, handle: JobHandle | None
+    async def _finish_async(
+        self, journal: Journal | None, outcome: Outcome, value: Any, handle: JobHandle | None
     ) -> None:
+        """Record a terminal value in the journal and download the output, then emit."""
         key = outcome.key
-        if isinstance(value, AkoolError):
+        if journal is None:
+            pass
+        elif isinstance(value, AkoolError):
             # Not terminal remotely (deadline, lost task): keep `created` so a rerun resumes.
             await journal.record_error(key, value)
         elif value.status is TaskStatus.FAILED:
@@ -439,7 +533,14 @@ class Batch:
             await journal.mark_failed(key, value.raw, outcome.error)
         else:
             await journal.mark_completed(key, value.raw)
+        if outcome.ok:
+            outcome = await self._download(journal, outcome)
         self._emit(outcome, handle)
+
+    def _throttled(self, retry_after: float | None) -> None:
+        # A 429/1005 anywhere (create or poll, absorbed by a retry or not) slows both.
+        self._create_pacer.throttled(retry_after)
+        self._scheduler.pacer.throttled(retry_after)
 
     # -- webhooks -------------------------------------------------------------------------
 
@@ -476,8 +577,7 @@ class Batch:
                         task = await resource.create(request)
                     except RateLimitError as err:
                         # 429/1005 prove no task was created: safe to send again, later.
-                        self._create_pacer.throttled(err.retry_after)
-                        self._scheduler.pacer.throttled(err.retry_after)
+                        self._throttled(err.retry_after)
                         if journal is not None:
                             await journal.mark_rejected(key, err)
                         last = err
@@ -569,15 +669,15 @@ class Batch:
             self._bump("failed", +1)
         if handle is not None:
             handle._outcome = outcome
+            handle._token = self._queue.put(handle)
             handle._event.set()
-            self._send.send_nowait(handle)
         else:
-            self._send.send_nowait(outcome)
+            self._queue.put(outcome)
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
         if not self._intake_open and self._outstanding == 0:
-            self._send.close()
+            self._queue.close()
 
     def __aiter__(self) -> AsyncIterator[Outcome]:
         return self
@@ -587,7 +687,7 @@ class Batch:
             raise ClientStateError("iterate a batch inside its `async with` block")
         while True:
             try:
-                item = await self._recv.receive()
+                item = await self._queue.get()
             except anyio.EndOfStream:
                 raise StopAsyncIteration from None
             if isinstance(item, JobHandle):
@@ -617,6 +717,10 @@ class Batch:
             uncertain=c["uncertain"],
             credits=self._credits,
         )
+
+
+def _noop() -> None:
+    return None
 
 
 def _size_bucket(request: Request) -> tuple[str, int]:

@@ -17,6 +17,7 @@ import os
 import platform
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -36,12 +37,15 @@ from ._config import (
     RetryPolicy,
     Timeouts,
 )
+from ._download import DEFAULT_CHUNK_SIZE, MAX_REDIRECTS
+from ._download import download as _download
 from ._envelope import decode_response
 from ._errors import (
     AkoolError,
     AuthenticationError,
     ClientStateError,
     ConfigurationError,
+    RateLimitError,
     ResponseError,
 )
 from ._journal import Journal
@@ -280,6 +284,8 @@ class AkoolClient:
         self._limits = limits
         self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self._rng = random.Random()  # jitter only, never security
+        # Told of every 429/1005 the retry loop absorbs, so batches can slow down (AIMD).
+        self._throttle_listeners: list[Callable[[float | None], None]] = []
         self._state: Literal["new", "open", "closed"] = "new"
         self._transport: Transport | None = None
         self._token_lock: anyio.Lock | None = None
@@ -352,7 +358,8 @@ class AkoolClient:
             timeouts=self._timeouts,
             limits=self._limits,
             user_agent=_user_agent(),
-            headers=self._headers,  # a static API key rides on the session, not per request
+            # The key goes on each API request, never on the session: the session also
+            # fetches output files from Akool's CDN, which must never see a credential.
         )
         await transport.open()
         self._transport = transport
@@ -468,7 +475,9 @@ class AkoolClient:
         async def attempt() -> dict[str, Any]:
             nonlocal refreshed
             headers = (
-                None if self._headers is not None else await _token_or_carrier(self._bearer_headers)
+                self._headers
+                if self._headers is not None
+                else await _token_or_carrier(self._bearer_headers)
             )
             raw = await transport.request(method, path, params=params, json=json, headers=headers)
             try:
@@ -510,6 +519,7 @@ class AkoolClient:
                 rng=self._rng,
                 create_request=create_request,
                 idempotent=idempotent,
+                on_retry=self._on_retry if self._throttle_listeners else None,
             )
         except _TokenFailure as carrier:
             err = carrier.error
@@ -520,6 +530,23 @@ class AkoolClient:
                 err.task_id = task_id
             _scrub(err, self._secrets())
             raise
+
+    def _on_retry(self, _attempt: int, err: AkoolError, _delay: float) -> None:
+        if isinstance(err, RateLimitError):
+            for listener in tuple(self._throttle_listeners):
+                listener(err.retry_after)
+
+    def _add_throttle_listener(
+        self, listener: Callable[[float | None], None]
+    ) -> Callable[[], None]:
+        """Call ``listener(retry_after)`` on every rate-limit answer; returns an unsubscriber."""
+        self._throttle_listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._throttle_listeners:
+                self._throttle_listeners.remove(listener)
+
+        return remove
 
     def _secrets(self) -> tuple[str, ...]:
         secrets = self._credentials.secrets()
@@ -558,6 +585,8 @@ class AkoolClient:
         resubmit_uncertain: bool = False,
         webhook_url: str | None = None,
         webhooks: WebhookReceiver | None = None,
+        download_dir: str | os.PathLike[str] | None = None,
+        download_concurrency: int = 4,
     ) -> Batch:
         """Run many jobs: ``async with client.batch(jobs) as outcomes: async for o in outcomes``.
 
@@ -579,6 +608,11 @@ class AkoolClient:
         ``webhook_url`` is set on every request that has none; with ``webhooks`` (an
         :class:`akool_async.webhooks.WebhookReceiver` receiving at that URL) a job completes
         as soon as its event arrives, and polling drops to ``PollPolicy.reconcile_interval``.
+
+        ``download_dir`` saves each completed output there (``safe_filename(key)``, at most
+        ``download_concurrency`` at a time) before its outcome is yielded; ``Outcome.path``
+        is the file, ``Outcome.download_error`` says why there is none. With a journal the
+        path is recorded, and a rerun only fetches what is missing.
         """
         return Batch(
             self,
@@ -592,4 +626,31 @@ class AkoolClient:
             resubmit_uncertain=resubmit_uncertain,
             webhook_url=webhook_url,
             webhooks=webhooks,
+            download_dir=download_dir,
+            download_concurrency=download_concurrency,
+        )
+
+    async def download(
+        self,
+        result: object,
+        path: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_redirects: int = MAX_REDIRECTS,
+    ) -> Path:
+        """Save a result's ``output_url`` (or a URL string) to ``path`` and return the path.
+
+        Streams to a temporary file beside ``path``, fsyncs, then renames atomically; resumes
+        with HTTP Range after a dropped connection and retries transient errors under the
+        client's :class:`RetryPolicy`. Only https URLs (plain http to loopback) are fetched,
+        and no credential is ever sent with them. Raises ``DownloadError``.
+        """
+        return await _download(
+            self,
+            result,
+            path,
+            overwrite=overwrite,
+            chunk_size=chunk_size,
+            max_redirects=max_redirects,
         )

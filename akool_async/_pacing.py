@@ -2,9 +2,18 @@
 
 A :class:`Pacer` hands out send slots spaced ``1 / rate`` apart (smooth, not bursty, so a
 server-side per-second limit sees an even stream). When the server throttles (HTTP 429 or
-code 1005) the rate is cut multiplicatively and Retry-After pauses every caller; each success
-then raises the rate additively until the configured ceiling. A pacer with an infinite
-ceiling sends freely until the first throttle, then starts from the rate it observed.
+code 1005), Retry-After pauses every caller and the rate is cut to :data:`DECREASE` times
+the rate at which requests were recently *accepted* (or the current rate, if lower): above
+a real limit the accepted rate is the limit, so one cut lands just under it whatever the
+overshoot. Each success then raises the rate by :data:`INCREASE` (a slow probe upward)
+until the ceiling. A pacer with an infinite ceiling sends freely until the first throttle.
+
+Cuts and probes are counted in requests, not seconds, so the sawtooth has the same shape
+at 20 requests/s as in a benchmark compressed to 20,000/s. At most one cut per
+:data:`COOLDOWN` requests (the rejections of one burst arrive together and must not
+compound), sooner if a quarter of that span was rejected. Throttling that does not depend
+on our rate (a flaky gateway) still slows us: the server asked for less. :data:`FLOOR`
+bounds how far: 10 % of the ceiling (an unbounded pacer: 0.1 % of the first rate seen).
 
 Slots are reserved synchronously before sleeping, so concurrent callers never double-book.
 """
@@ -16,15 +25,17 @@ from collections import deque
 
 from ._clock import Clock
 
-__all__ = ["Pacer"]
+__all__ = ["COOLDOWN", "DECREASE", "INCREASE", "Pacer"]
 
-#: Fraction the rate keeps on a throttle. 0.85 keeps the sawtooth of a discovered limit
-#: between 85 % and 100 % of it; halving (classic TCP) would average only ~75 %.
-DECREASE = 0.85
-#: Additive increase per successful request, in requests per second. At rate ``r`` there are
-#: ``r`` successes a second, so the rate recovers by about 5 % per ``r`` requests: the same
-#: shape at 20 req/s as in a benchmark compressed to 20,000 req/s.
-INCREASE_PER_SUCCESS = 0.05
+#: A cut sets the rate to this fraction of the accepted rate: just under a discovered limit
+#: (halving, as classic TCP does, would average ~75 % of it).
+DECREASE = 0.95
+#: Multiplicative increase per successful request (about +6.6 % per COOLDOWN requests).
+INCREASE = 0.001
+#: Requests between two cuts.
+COOLDOWN = 64
+#: The rate never falls below this fraction of the ceiling (or of the first observed rate).
+FLOOR = 0.1
 #: Acquisitions remembered to measure the observed rate.
 _WINDOW = 32
 
@@ -34,11 +45,13 @@ class Pacer:
 
     __slots__ = (
         "_clock",
-        "_last_decrease",
         "_min_rate",
         "_next",
         "_paused_until",
+        "_accepted",
         "_recent",
+        "_since_cut",
+        "_throttles_since_cut",
         "max_rate",
         "rate",
         "throttles",
@@ -50,11 +63,13 @@ class Pacer:
         self.max_rate = max_rate
         self.rate = max_rate
         self._clock = clock
-        self._min_rate = max_rate / 1000 if math.isfinite(max_rate) else 1e-3
+        self._min_rate = max_rate * FLOOR if math.isfinite(max_rate) else 0.0
         self._next = -math.inf
         self._paused_until = -math.inf
-        self._last_decrease = -math.inf
+        self._since_cut = COOLDOWN
+        self._throttles_since_cut = 0
         self._recent: deque[float] = deque(maxlen=_WINDOW)
+        self._accepted: deque[float] = deque(maxlen=_WINDOW)
         self.throttles = 0
 
     async def acquire(self) -> None:
@@ -65,36 +80,49 @@ class Pacer:
             slot = max(slot, self._next)
             self._next = slot + 1.0 / self.rate
         self._recent.append(slot)
+        self._since_cut += 1
         if slot > now:
             await self._clock.sleep(slot - now)
 
     def observed_rate(self) -> float:
         """Acquisitions per second over the recent window (``inf`` when unknown)."""
-        if len(self._recent) < 2:
-            return math.inf
-        span = self._recent[-1] - self._recent[0]
-        return (len(self._recent) - 1) / span if span > 0 else math.inf
+        return _rate(self._recent)
+
+    def accepted_rate(self) -> float:
+        """Successes per second over the recent window (``inf`` when unknown)."""
+        return _rate(self._accepted)
 
     def throttled(self, retry_after: float | None = None) -> None:
-        """The server refused a request for rate: slow down (once per burst) and pause."""
-        now = self._clock.monotonic()
+        """The server refused a request for rate: pause for Retry-After, cut the rate once."""
         self.throttles += 1
         if retry_after is not None and retry_after > 0:
-            self._paused_until = max(self._paused_until, now + retry_after)
-        # Rejections of one burst arrive together: cut once per few send intervals.
-        current = self.rate if math.isfinite(self.rate) else self.observed_rate()
-        if not math.isfinite(current):
-            current = self._min_rate * 1000
-        if now - self._last_decrease < 4.0 / current:
+            self._paused_until = max(self._paused_until, self._clock.monotonic() + retry_after)
+        self._throttles_since_cut += 1
+        if self._since_cut < COOLDOWN and self._throttles_since_cut < COOLDOWN // 4:
             return
-        self._last_decrease = now
-        self.rate = max(self._min_rate, current * DECREASE)
+        self._since_cut = 0
+        self._throttles_since_cut = 0
+        current = self.rate
+        if not math.isfinite(current):
+            current = self.observed_rate()
+            if not math.isfinite(current):
+                return  # nothing sent yet to measure: rely on the pause alone
+            # How fast we could send says nothing about what the server takes: floor low.
+            self._min_rate = current * FLOOR * FLOOR * FLOOR
+        self.rate = max(self._min_rate, min(current, self.accepted_rate()) * DECREASE)
 
     def succeeded(self) -> None:
         """A request went through: creep back toward ``max_rate``."""
-        if self.rate >= self.max_rate:
-            return
-        self.rate = min(self.max_rate, self.rate + INCREASE_PER_SUCCESS)
+        self._accepted.append(self._clock.monotonic())
+        if self.rate < self.max_rate:
+            self.rate = min(self.max_rate, self.rate * (1.0 + INCREASE))
 
     def __repr__(self) -> str:
         return f"Pacer(rate={self.rate:.3g}, max_rate={self.max_rate:.3g})"
+
+
+def _rate(stamps: deque[float]) -> float:
+    if len(stamps) < 2:
+        return math.inf
+    span = stamps[-1] - stamps[0]
+    return (len(stamps) - 1) / span if span > 0 else math.inf

@@ -14,7 +14,7 @@ import pytest
 from akool_async._config import PollPolicy
 from akool_async._errors import NotFoundError, RateLimitError, ServerError, WaitTimeoutError
 from akool_async._models import TaskStatus
-from akool_async._pacing import DECREASE, Pacer
+from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer
 from akool_async._scheduler import ADAPTIVE_MIN_SAMPLES, DurationEstimator, PollScheduler
 
 pytestmark = pytest.mark.anyio
@@ -85,6 +85,48 @@ async def test_unbounded_pacer_starts_from_the_observed_rate_when_throttled() ->
     assert clock.now == pytest.approx(0.33)
     pacer.throttled(None)
     assert pacer.rate == pytest.approx(100.0 * DECREASE, rel=0.05)
+
+
+async def test_random_throttling_slows_the_pacer_but_never_below_its_floor() -> None:
+    """429s on one request in ten slow the pacer down to, and not past, its floor."""
+    clock = LogicalClock()
+    pacer = Pacer(100.0, clock)
+    rates = []
+    for i in range(COOLDOWN * 100):
+        await pacer.acquire()
+        if i % 10 == 0:
+            pacer.throttled(None)
+        else:
+            pacer.succeeded()
+        rates.append(pacer.rate)
+    assert min(rates) == pytest.approx(100.0 * FLOOR)
+    assert rates[-1] < 100.0
+
+
+async def test_pacer_holds_a_real_server_limit_with_few_rejections() -> None:
+    """Against a 50 req/s token bucket, an unbounded pacer settles at >= 85 % of the limit."""
+    clock = LogicalClock()
+    pacer = Pacer(math.inf, clock)
+    limit, tokens, last = 50.0, 50.0, 0.0
+    accepted: list[float] = []
+    rejected = 0
+    for _ in range(6000):
+        await pacer.acquire()
+        clock.now += 0.001  # each request costs the caller a little time
+        tokens = min(limit, tokens + (clock.now - last) * limit)
+        last = clock.now
+        if tokens >= 1.0:
+            tokens -= 1.0
+            accepted.append(clock.now)
+            pacer.succeeded()
+        else:
+            rejected += 1
+            pacer.throttled(None)
+    # Judge the steady state: the last 3,000 accepted requests.
+    window = accepted[-3000:]
+    sustained = (len(window) - 1) / (window[-1] - window[0])
+    assert sustained >= 0.85 * limit
+    assert rejected < 0.05 * (len(accepted) + rejected)
 
 
 def test_estimator_quantiles_need_min_samples_and_slide() -> None:
