@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 import aiohttp
@@ -105,8 +106,6 @@ async def test_old_undownloaded_result_warns_before_expiry(
             return 0.0
 
         def wall(self) -> float:
-            import time
-
             return time.time() - 7 * 24 * 3600
 
         async def sleep(self, seconds: float) -> None:
