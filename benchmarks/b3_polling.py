@@ -149,19 +149,37 @@ def main() -> None:
     for mode in ("gradual", "burst"):
         r = results[mode]
         rows += [
-            row("B3", f"SDK {mode}: mean detection lag / duration", r["lag"] * 100, "<= 10 %",
-                r["lag"] <= 0.10, unit=" %"),
-            row("B3", f"SDK {mode}: polls per job", r["polls"], "<= 5",
-                r["polls"] <= 5.0),
-            row("B3", f"SDK {mode}: requests / fixed-5s requests", r["requests"] / fixed5,
-                "< 1.0x", r["requests"] < fixed5, unit="x",
-                note=f"{r['requests']:.0f} vs {fixed5:.0f}"),
+            row(
+                "B3",
+                f"SDK {mode}: mean detection lag / duration",
+                r["lag"] * 100,
+                "<= 10 %",
+                r["lag"] <= 0.10,
+                unit=" %",
+            ),
+            row("B3", f"SDK {mode}: polls per job", r["polls"], "<= 5", r["polls"] <= 5.0),
+            row(
+                "B3",
+                f"SDK {mode}: requests / fixed-5s requests",
+                r["requests"] / fixed5,
+                "< 1.0x",
+                r["requests"] < fixed5,
+                unit="x",
+                note=f"{r['requests']:.0f} vs {fixed5:.0f}",
+            ),
         ]
     for interval in FIXED_INTERVALS:
         r = results[f"fixed {interval:g} s"]
         rows.append(
-            row("B3", f"fixed {interval:g} s poller: lag % / polls per job", r["lag"] * 100,
-                "(baseline)", None, unit=" %", note=f"{r['polls']:.1f} polls/job")
+            row(
+                "B3",
+                f"fixed {interval:g} s poller: lag % / polls per job",
+                r["lag"] * 100,
+                "(baseline)",
+                None,
+                unit=" %",
+                note=f"{r['polls']:.1f} polls/job",
+            )
         )
     emit(rows)
 
