@@ -12,9 +12,10 @@ Subcommands::
     akool-async simulate [--host H] [--port N] [--time-scale X] [--profile P] ...
     akool-async demo [--jobs N] [--time-scale X] [--failure-rate F] [--out PATH]
 
-Exit codes: 0 every job completed (or the command succeeded), 1 some jobs failed or an API
-call failed, 2 usage, configuration or validation error (nothing was sent), 130 interrupted
-(SIGINT/SIGTERM: the batch is cancelled cleanly, outcomes so far are written).
+Exit codes: 0 every job completed (or the command succeeded); 1 some jobs failed, were left
+uncertain or (with ``--download-dir``) were not saved, or an API call failed; 2 usage,
+configuration or validation error (nothing was sent); 130 interrupted (SIGINT/SIGTERM: the
+batch is cancelled cleanly, outcomes so far are written).
 
 Input of ``run``: one JSON object per line with a ``kind`` (``character_swap`` or
 ``head_swap``), the request fields with their Python names (see ``request_from_dict``) and an
@@ -22,8 +23,10 @@ optional ``key`` (default: the line number). Blank lines and lines starting with
 skipped. Every line is validated before anything is sent; every bad line is reported.
 
 Output of ``run``: one JSON object per outcome, written and flushed as each job finishes:
-``key, line, kind, ok, task_id, status, output_url, credits, failure_reason, error``
-(``error`` is ``{type, message, code, http_status}`` or null). Never a secret.
+``key, line, kind, ok, task_id, status, output_url, credits, failure_reason, error, path,
+download_error`` (``error`` is ``{type, message, code, http_status}`` or null; ``path`` is the
+saved file with ``--download-dir``, else null; ``download_error`` is ``{type, message}`` when
+the job completed but its file could not be saved). Never a secret.
 
 ``rich`` (the ``cli`` extra) draws the live progress and the summary table; without it, or
 when stderr is not a terminal, progress is printed as plain periodic lines.
@@ -33,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import math
 import os
@@ -102,14 +104,6 @@ DEFAULT_PROGRESS_INTERVAL: Final = 5.0
 DEMO_JOBS: Final = 300
 DEMO_TIME_SCALE: Final = 0.01
 DEMO_FAILURE_RATE: Final = 0.03
-
-#: ``run`` options that need batch support from the SDK: option -> ``client.batch`` keyword.
-_BATCH_FEATURES: Final = {
-    "--journal": "journal",
-    "--resubmit-uncertain": "resubmit_uncertain",
-    "--download-dir": "download_dir",
-    "--webhook-url": "webhooks",
-}
 
 _NO_CREDENTIALS_HELP = f"""\
 akool-async: no Akool credentials found.
@@ -286,6 +280,8 @@ def outcome_record(outcome: Outcome, line: int | None) -> dict[str, Any]:
         "credits": getattr(result, "credits", None),
         "failure_reason": getattr(result, "failure_reason", None),
         "error": None,
+        "path": str(outcome.path) if outcome.path is not None else None,
+        "download_error": None,
     }
     if err is not None:
         record["error"] = {
@@ -293,6 +289,11 @@ def outcome_record(outcome: Outcome, line: int | None) -> dict[str, Any]:
             "message": str(err),
             "code": err.code,
             "http_status": err.http_status,
+        }
+    if outcome.download_error is not None:
+        record["download_error"] = {
+            "type": type(outcome.download_error).__name__,
+            "message": str(outcome.download_error),
         }
     return record
 
@@ -497,6 +498,8 @@ class Tally:
         self.failed = 0
         self.uncertain = 0
         self.credits = 0.0
+        self.downloaded = 0
+        self.download_errors: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.started = time.monotonic()
         self.elapsed = 0.0
@@ -509,6 +512,10 @@ class Tally:
 
     def add(self, outcome: Outcome) -> None:
         """Count one outcome."""
+        if outcome.path is not None:
+            self.downloaded += 1
+        if outcome.download_error is not None:
+            self.download_errors[type(outcome.download_error).__name__] += 1
         if outcome.ok:
             self.completed += 1
             value = getattr(outcome.result, "credits", None)
@@ -524,22 +531,11 @@ class Tally:
 
     @property
     def exit_code(self) -> int:
-        """0 all completed, 1 some failed or uncertain, 130 interrupted."""
+        """0 all completed (and saved), 1 some failed, uncertain or not saved, 130 interrupted."""
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_OK if self.failed == 0 and self.uncertain == 0 else EXIT_FAILED
-
-
-def _unsupported_features(opts: RunOptions) -> list[str]:
-    """Options given on the command line that this SDK's ``client.batch`` cannot honour yet."""
-    wanted = {
-        "--journal": opts.journal is not None,
-        "--resubmit-uncertain": opts.resubmit_uncertain,
-        "--download-dir": opts.download_dir is not None,
-        "--webhook-url": opts.webhook_url is not None,
-    }
-    params = inspect.signature(AkoolClient.batch).parameters
-    return [flag for flag, given in wanted.items() if given and _BATCH_FEATURES[flag] not in params]
+        bad = self.failed or self.uncertain or sum(self.download_errors.values())
+        return EXIT_FAILED if bad else EXIT_OK
 
 
 def _check_options(opts: RunOptions) -> None:
@@ -551,17 +547,15 @@ def _check_options(opts: RunOptions) -> None:
         raise UsageError("--time-scale must be a number > 0")
     if opts.max_credits is not None and not opts.max_credits >= 0:
         raise UsageError("--max-credits must be a number >= 0")
+    if opts.resubmit_uncertain and opts.journal is None:
+        raise UsageError(
+            "--resubmit-uncertain needs --journal: only a journal knows which creates were "
+            "sent without an answer"
+        )
     if (opts.webhook_url is None) != (opts.webhook_listen is None):
         raise UsageError(
             "--webhook-url and --webhook-listen go together: Akool posts to the public URL, "
             "and this process listens on HOST:PORT behind it"
-        )
-    missing = _unsupported_features(opts)
-    if missing:
-        raise UsageError(
-            f"{', '.join(missing)}: not available yet - this version of akool-async's batch "
-            "engine does not support it. Run without the option (jobs are then polled, "
-            "not journaled, and results are not downloaded)."
         )
 
 
@@ -711,6 +705,16 @@ def _summary(ui: Ui, result: Tally, opts: RunOptions, est: Estimate) -> None:
         rows.append(("no outcome yet", f"{result.total - done} (interrupted)"))
     if result.errors:
         rows.append(("errors", ", ".join(f"{n} {k}" for k, n in result.errors.most_common())))
+    if opts.download_dir is not None:
+        saved = f"{result.downloaded} file(s) in {opts.download_dir}"
+        failures = sum(result.download_errors.values())
+        if failures:
+            saved += f"; {failures} not saved" + (
+                " (re-run the same command to fetch only those)"
+                if opts.journal
+                else " (their output_url is in the results)"
+            )
+        rows.append(("downloaded", saved))
     rows.append(("credits charged", f"{result.credits:,.0f} (character swaps)"))
     rows.append(("credits estimated", f"{est.credits:,}" + ("" if est.complete else " (partial)")))
     rows.append(("elapsed", _duration(result.elapsed)))
@@ -1084,7 +1088,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --journal: resubmit jobs whose create answer was lost (may pay twice)",
     )
-    run.add_argument("--download-dir", metavar="DIR", help="download every output video here")
+    run.add_argument(
+        "--download-dir",
+        metavar="DIR",
+        help="save every completed output as DIR/<key>.mp4 (a safe file name); "
+        "with --journal a re-run fetches only the files still missing",
+    )
     run.add_argument(
         "--webhook-url",
         metavar="URL",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 import akool_async as akool
@@ -227,6 +227,7 @@ def test_run_writes_one_json_line_per_outcome_and_exits_1_on_a_failure(
     assert ok["credits"] == 20
     assert ok["error"] is None
     assert ok["task_id"]
+    assert (ok["path"], ok["download_error"]) == (None, None)  # no --download-dir
     head = results["4"]
     assert (head["ok"], head["kind"], head["status"]) == (True, "head_swap", "completed")
     bad = results["bad"]
@@ -277,6 +278,49 @@ def test_status_and_credits_read_the_account(
     assert f"{sim.balance():,} credits" in capsys.readouterr().out
 
 
+def plain_get(url: str) -> bytes:
+    """The bytes ``url`` serves to a plain aiohttp GET, independent of the SDK."""
+
+    async def get() -> bytes:
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            assert resp.status == 200
+            return await resp.read()
+
+    return asyncio.run(get())
+
+
+def test_download_dir_saves_every_output_and_a_journal_rerun_downloads_nothing_again(
+    tmp_path: Path, sim: AkoolSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--download-dir saves each output byte-identical under its safe name; a rerun fetches none."""
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl", cs(1, key="clip/1"), cs(2, key="clip 2"), hs(3, key="team")
+    )
+    videos = tmp_path / "videos"
+    argv = ["run", str(jobs), "--journal", str(tmp_path / "run.db"), "--time-scale", str(SCALE)]
+    argv += ["--download-dir", str(videos)]
+    first_out, second_out = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    assert main([*argv, "--out", str(first_out)]) == EXIT_OK
+    assert "3 file(s) in" in capsys.readouterr().err
+    first = read_results(first_out)
+    assert sim.stats.requests.get("files", 0) == 3  # one GET per output, no fault injected
+    for key, record in first.items():
+        assert record["download_error"] is None
+        assert Path(record["path"]) == videos / akool.safe_filename(key)
+        assert Path(record["path"]).read_bytes() == plain_get(record["output_url"])
+    assert sorted(videos.iterdir()) == sorted(Path(r["path"]) for r in first.values())
+    before = dict(sim.stats.requests)  # includes the three plain GETs above
+
+    assert main([*argv, "--out", str(second_out)]) == EXIT_OK
+    assert "3 file(s) in" in capsys.readouterr().err
+    second = read_results(second_out)
+    assert dict(sim.stats.requests) == before  # no create, no poll, no download
+    assert {k: (r["ok"], r["path"]) for k, r in second.items()} == {
+        k: (r["ok"], r["path"]) for k, r in first.items()
+    }
+    assert sorted(videos.iterdir()) == sorted(Path(r["path"]) for r in first.values())
+
+
 @pytest.mark.parametrize("argv", [["run", "JOBS"], ["status", "abc"], ["credits"]])
 def test_without_an_api_key_the_cli_explains_the_options(
     argv: list[str], tmp_path: Path, no_env: None, capsys: pytest.CaptureFixture[str]
@@ -300,32 +344,8 @@ def test_usage_errors_exit_2(tmp_path: Path, no_env: None) -> None:
     assert main(["run", str(jobs), "--concurrency", "0"]) == EXIT_USAGE
     assert main(["run", str(tmp_path / "missing.jsonl")]) == EXIT_USAGE
     assert main(["run", str(jobs), "--webhook-url", "https://x.example/hook"]) == EXIT_USAGE
+    assert main(["run", str(jobs), "--resubmit-uncertain"]) == EXIT_USAGE  # needs --journal
     assert main(["--help"]) == EXIT_OK
-
-
-@pytest.mark.parametrize(
-    ("flag", "param"),
-    [
-        (["--journal", "run.db"], "journal"),
-        (["--download-dir", "out"], "download_dir"),
-        (["--resubmit-uncertain"], "resubmit_uncertain"),
-        (["--webhook-url", "https://h.example/w", "--webhook-listen", "127.0.0.1:0"], "webhooks"),
-    ],
-)
-def test_options_the_batch_cannot_honour_yet_are_refused_not_ignored(
-    flag: list[str],
-    param: str,
-    tmp_path: Path,
-    sim: AkoolSimulator,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Until client.batch() accepts the option, using it exits 2 saying so; nothing is sent."""
-    if param in inspect.signature(akool.AkoolClient.batch).parameters:
-        pytest.skip(f"client.batch() supports {param} now")
-    jobs = write_jobs(tmp_path / "jobs.jsonl", cs(1))
-    assert main(["run", str(jobs), *flag]) == EXIT_USAGE
-    assert "not available yet" in capsys.readouterr().err
-    assert creates(sim) == 0
 
 
 # ---------------------------------------------------------------------------- demo, signals
@@ -419,13 +439,7 @@ def test_simulate_serves_until_interrupted(
     assert "simulator stopped" in out
 
 
-def batch_supports(param: str) -> bool:
-    """Whether this SDK's client.batch() takes ``param``."""
-    return param in inspect.signature(akool.AkoolClient.batch).parameters
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.skipif(not batch_supports("journal"), reason="client.batch() has no journal yet")
 def test_interrupted_run_resumes_from_its_journal_without_paying_twice(
     tmp_path: Path, no_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -473,7 +487,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.skipif(not batch_supports("webhooks"), reason="client.batch() has no webhooks yet")
 def test_webhook_options_receive_the_simulators_signed_webhooks(
     tmp_path: Path, sim: AkoolSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
