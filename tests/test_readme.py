@@ -10,8 +10,12 @@ How blocks are executed:
   ``AkoolClient()`` (its keyword default is patched for the test only), exactly as the
   README's simulator section tells users to do in their own tests.
 - An HTML comment ``<!-- check: NAME -->`` before a block adds a behaviour check after it
-  runs (the aiohttp app is served and used; the webhook example must accept webhooks). The
-  FastAPI block runs only when FastAPI is installed (it is not a dependency).
+  runs: the aiohttp and FastAPI apps are served (aiohttp's ``TestServer``; FastAPI through
+  ``httpx.ASGITransport`` inside its lifespan) and used end to end, the SDK inside them
+  talking to the simulator; the webhook examples must accept simulator-signed webhooks;
+  ``prints TEXT`` checks the block's output; ``downloads N`` checks that N files landed
+  with exactly the bytes their output URL serves to a plain GET. FastAPI and httpx are in
+  the ``test`` extra, so nothing is skipped.
 - ```jsonl blocks are written to ``jobs.jsonl``; ```bash blocks after the two commands run
   each ``akool-async`` line through ``main()`` (``run`` lines get ``--time-scale SCALE``).
   Blocks marked ``<!-- illustrative ... -->`` (a server that runs until Ctrl-C) only have
@@ -24,30 +28,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
-import os
+import json
 import re
 import shlex
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import attrs
+import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 
 import akool_async as akool
 from akool_async._cli import build_parser, main
 from akool_async._errors import CODE_TO_ERROR
-from akool_async.testing import AkoolSimulator
+from akool_async.testing import AkoolSimulator, webhook_body
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SCALE = 0.001
-#: The webhook example's simulator: 300 simulated seconds (the receiver's max_age) = 3 s.
-WEBHOOK_SCALE = 0.01
 DEMO_COMMAND = (
     "python -m venv .venv && . .venv/bin/activate && "
     "python -m pip install -e '.[cli]' && akool-async demo"
@@ -146,26 +149,10 @@ def unused_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.contextmanager
-def fresh_simulator(monkeypatch: pytest.MonkeyPatch, scale: float) -> Iterator[AkoolSimulator]:
-    """A new simulator (and matching poll default) for one block, then the old settings back.
-
-    The webhook example gets its own: the simulator stamps webhooks with its *simulated*
-    epoch, which runs ahead of the wall clock when time is compressed, and the receiver
-    rejects timestamps more than ``max_age`` (300 s) away. A fresh, less compressed simulator
-    keeps the whole example inside that window.
-    """
-    defaults = akool.AkoolClient.__init__.__kwdefaults__
-    assert defaults is not None
-    with ThreadedSimulator(time_scale=scale) as sim, monkeypatch.context() as patch:
-        patch.setenv("AKOOL_API_KEY", sim.api_key)
-        patch.setenv("AKOOL_BASE_URL", sim.base_url)
-        patch.setenv("AKOOL_CLIENT_ID", sim.client_id)
-        patch.setitem(defaults, "poll", akool.PollPolicy().scaled(scale))
-        yield sim
-
-
 # ---------------------------------------------------------------------------- checks
+
+
+SWAP = {"image": "https://example.com/c.png", "video": "https://example.com/m.mp4"}
 
 
 async def _use_aiohttp_app(make_app: Callable[[], Any]) -> None:
@@ -173,38 +160,98 @@ async def _use_aiohttp_app(make_app: Callable[[], Any]) -> None:
         bad = await http.post(server.make_url("/swaps"), json={"image": "x", "video": "y"})
         assert bad.status == 400
         assert "CharacterSwap.image" in (await bad.json())["error"]
-        created = await http.post(
-            server.make_url("/swaps"),
-            json={"image": "https://example.com/c.png", "video": "https://example.com/m.mp4"},
-        )
+        created = await http.post(server.make_url("/swaps"), json=SWAP)
         assert created.status == 202
         key = (await created.json())["key"]
-        with anyio_deadline(30):
-            while True:
-                answer = await (await http.get(server.make_url(f"/swaps/{key}"))).json()
-                if answer["status"] != "running":
-                    break
-                await asyncio.sleep(0.01)  # a client polling the app's own status endpoint
+        answer = await (await http.get(server.make_url(f"/swaps/{key}?wait=1"))).json()
         assert answer["status"] == "completed", answer
         assert answer["output_url"].startswith("http")
         missing = await http.get(server.make_url("/swaps/nope"))
         assert missing.status == 404
 
 
-def anyio_deadline(seconds: float) -> Any:
-    """A timeout context for the app check (asyncio.timeout needs Python 3.11)."""
-    import anyio  # noqa: PLC0415
+@contextlib.asynccontextmanager
+async def _asgi_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client calling ``app`` in process, inside the app's lifespan.
 
-    return anyio.fail_after(seconds)
+    ``httpx.ASGITransport`` rather than Starlette's ``TestClient``, which deprecates httpx
+    (a warning, hence an error here); the lifespan is entered explicitly because the
+    transport does not send lifespan events.
+    """
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as http:
+            yield http
 
 
-def _check(marker: str, namespace: dict[str, Any], output: str) -> None:
+async def _use_fastapi_app(app: Any) -> None:
+    async with _asgi_client(app) as http:  # the lifespan starts and stops the SwapService
+        bad = await http.post("/swaps", json={"image": "x", "video": "y"})
+        assert bad.status_code == 400
+        assert "CharacterSwap.image" in bad.json()["detail"]
+        created = await http.post("/swaps", json={**SWAP, "image": "https://example.com/f.png"})
+        assert created.status_code == 202
+        key = created.json()["key"]
+        answer = (await http.get(f"/swaps/{key}", params={"wait": "true"})).json()
+        assert answer["status"] == "completed", answer
+        assert answer["output_url"].startswith("http")
+        assert (await http.get("/swaps/nope")).status_code == 404
+
+
+def _signed_webhook(sim: AkoolSimulator, task_id: str) -> bytes:
+    """A completion webhook body signed and encrypted as the simulator (and Akool) does."""
+    plaintext = json.dumps(
+        {"_id": task_id, "status": 3, "type": "character swap", "url": "https://cdn.example/v"}
+    )
+    body = webhook_body(
+        plaintext=plaintext,
+        client_id=sim.client_id,
+        client_secret=sim.client_secret,
+        timestamp=round(time.time() * 1000),
+        nonce="4217",
+    )
+    return json.dumps(body).encode()
+
+
+async def _use_fastapi_webhook(hooks: Any, receiver: Any, sim: AkoolSimulator) -> None:
+    body = _signed_webhook(sim, "0123456789abcdef01234567")
+    forged = body.replace(b'"nonce": "4217"', b'"nonce": "1"')  # the signature no longer fits
+    async with _asgi_client(hooks) as http:
+        first = await http.post("/akool/webhook", content=body)
+        assert (first.status_code, first.json()) == (200, {"ok": True, "duplicate": False})
+        again = await http.post("/akool/webhook", content=body)
+        assert (again.status_code, again.json()["duplicate"]) == (200, True)
+        assert (await http.post("/akool/webhook", content=forged)).status_code == 400
+    assert (receiver.accepted, receiver.duplicates, receiver.rejected) == (1, 1, 1)
+
+
+async def _plain_get(url: str) -> bytes:
+    """What the output URL serves to a plain GET, independent of the SDK."""
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert resp.status == 200
+        return await resp.read()
+
+
+def _check(marker: str, namespace: dict[str, Any], output: str, sim: AkoolSimulator) -> None:
+    name, _, arg = marker.partition(" ")
     if marker == "check: aiohttp-app":
         asyncio.run(_use_aiohttp_app(namespace["make_app"]))
+    elif marker == "check: fastapi-app":
+        asyncio.run(_use_fastapi_app(namespace["app"]))
+    elif marker == "check: fastapi-webhook":
+        asyncio.run(_use_fastapi_webhook(namespace["hooks"], namespace["receiver"], sim))
     elif marker == "check: webhooks":
         accepted = re.search(r"webhooks accepted: (\d+)", output)
         assert accepted is not None, output
         assert int(accepted.group(1)) > 0, "the webhook example received no webhook"
+    elif name == "check:" and arg.startswith("prints "):
+        assert arg.removeprefix("prints ") in output, output
+    elif name == "check:" and arg.startswith("downloads "):
+        # The block printed "<output_url> -> <path>" per saved file.
+        saved = re.findall(r"^(?:\S+ )?(https?://\S+) -> (\S+)$", output, re.MULTILINE)
+        assert len({path for _, path in saved}) == int(arg.removeprefix("downloads ")), output
+        for url, path in saved:
+            assert Path(path).read_bytes() == asyncio.run(_plain_get(url)), path
     elif marker.startswith("check:"):
         raise AssertionError(f"unknown README check {marker!r}")
 
@@ -225,53 +272,25 @@ def test_two_commands_open_the_readme_and_match_ci() -> None:
 
 
 def test_python_blocks_run_against_the_simulator(
-    readme_env: AkoolSimulator,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    readme_env: AkoolSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every Python block runs in order against the simulator, and its check passes."""
-    has_fastapi = importlib.util.find_spec("fastapi") is not None
     namespace: dict[str, Any] = {"__name__": "__readme__"}
-    ran = 0
+    checked: list[str] = []
     for block in readme_blocks():
         if block.lang != "python":
             continue
-        if block.marker == "check: fastapi-app" and not has_fastapi:
-            continue  # FastAPI is not a dependency; see the next test
         capsys.readouterr()
         try:
-            if block.marker == "check: webhooks":
-                with fresh_simulator(monkeypatch, WEBHOOK_SCALE):
-                    exec(compile(block.code, f"README.md:{block.line}", "exec"), namespace)
-            else:
-                exec(compile(block.code, f"README.md:{block.line}", "exec"), namespace)
-            _check(block.marker, namespace, capsys.readouterr().out)
+            exec(compile(block.code, f"README.md:{block.line}", "exec"), namespace)
+            _check(block.marker, namespace, capsys.readouterr().out, readme_env)
         except BaseException as exc:
             raise AssertionError(f"README.md line {block.line} failed: {exc!r}") from exc
-        ran += 1
-    assert ran >= 8
+        checked.append(block.marker)
+    assert len(checked) >= 12
+    for marker in ("aiohttp-app", "fastapi-app", "webhooks", "fastapi-webhook", "downloads 1"):
+        assert f"check: {marker}" in checked, marker
     assert readme_env.stats.duplicate_creates == 0
-
-
-def test_fastapi_block_runs_when_fastapi_is_installed(readme_env: AkoolSimulator) -> None:
-    """With FastAPI (and its TestClient) installed, the FastAPI example serves a swap."""
-    pytest.importorskip("fastapi")
-    pytest.importorskip("httpx")
-    from fastapi.testclient import TestClient  # noqa: PLC0415
-
-    namespace: dict[str, Any] = {"__name__": "__readme__"}
-    blocks = [b for b in readme_blocks() if b.lang == "python"]
-    service = next(b for b in blocks if "class SwapService" in b.code)
-    fastapi_block = next(b for b in blocks if b.marker == "check: fastapi-app")
-    exec(compile(service.code, "README.md:service", "exec"), namespace)
-    exec(compile(fastapi_block.code, "README.md:fastapi", "exec"), namespace)
-    with TestClient(namespace["app"]) as http:
-        created = http.post(
-            "/swaps",
-            json={"image": "https://example.com/c.png", "video": "https://example.com/m.mp4"},
-        )
-        assert created.status_code == 202
-        assert http.get("/swaps/nope").status_code == 404
 
 
 def test_cli_blocks_run_and_illustrative_ones_parse(
@@ -298,7 +317,9 @@ def test_cli_blocks_run_and_illustrative_ones_parse(
             assert code == 0, f"{line!r} exited {code}: {captured.err}"
             commands += 1
     assert commands >= 3
-    assert os.path.exists("results.jsonl")
+    results = [json.loads(line) for line in Path("results.jsonl").read_text().splitlines()]
+    assert results
+    assert all(r["ok"] and Path(r["path"]).is_file() for r in results)  # --download-dir
 
 
 def _table(text: str, name: str) -> str:
