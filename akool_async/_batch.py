@@ -58,7 +58,6 @@ from ._models import (
     Job,
     TaskStatus,
 )
-from ._pacing import Pacer
 from ._scheduler import PollScheduler
 
 if TYPE_CHECKING:
@@ -250,11 +249,9 @@ class Batch:
         self._progress = progress
         self._create_limiter = anyio.CapacityLimiter(concurrency)
         self._slots = anyio.Semaphore(max_in_flight)
-        # Creates are unpaced until the server throttles; then both pacers slow down.
-        self._create_pacer = Pacer(math.inf, self._clock)
-        self._scheduler = PollScheduler(
-            self._policy, self._clock, on_throttle=self._create_pacer.throttled
-        )
+        # Request pacing (every attempt, AIMD on 429/1005) is the client's: one budget per
+        # API key. The scheduler only orders polls by due time and bounds them in flight.
+        self._scheduler = PollScheduler(self._policy, self._clock)
         self._queue = _OutcomeQueue()
         self._tg: TaskGroup | None = None
         self._state: Literal["new", "open", "closed"] = "new"
@@ -276,7 +273,6 @@ class Batch:
         self._webhook_url = webhook_url
         self._webhooks = webhooks
         self._unsubscribe: Callable[[], None] | None = None
-        self._unthrottle: Callable[[], None] = _noop
         self._downloader = (
             None
             if download_dir is None
@@ -297,7 +293,6 @@ class Batch:
             self._owns_journal = True
         if self._webhooks is not None:
             self._unsubscribe = self._webhooks.add_listener(self._on_webhook)
-        self._unthrottle = self._client._add_throttle_listener(self._throttled)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -537,11 +532,6 @@ class Batch:
             outcome = await self._download(journal, outcome)
         self._emit(outcome, handle)
 
-    def _throttled(self, retry_after: float | None) -> None:
-        # A 429/1005 anywhere (create or poll, absorbed by a retry or not) slows both.
-        self._create_pacer.throttled(retry_after)
-        self._scheduler.pacer.throttled(retry_after)
-
     # -- webhooks -------------------------------------------------------------------------
 
     def _on_webhook(self, event: WebhookEvent) -> None:
@@ -567,7 +557,6 @@ class Batch:
         last: RateLimitError | None = None
         try:
             for _attempt in range(MAX_THROTTLED_CREATES):
-                await self._create_pacer.acquire()
                 async with self._create_limiter:
                     if journal is not None:
                         await journal.mark_sending(
@@ -576,8 +565,8 @@ class Batch:
                     try:
                         task = await resource.create(request)
                     except RateLimitError as err:
-                        # 429/1005 prove no task was created: safe to send again, later.
-                        self._throttled(err.retry_after)
+                        # 429/1005 prove no task was created: safe to send again. The
+                        # client's pacer has slowed down; the next attempt waits its turn.
                         if journal is not None:
                             await journal.mark_rejected(key, err)
                         last = err
@@ -586,7 +575,6 @@ class Batch:
                         # The id is paid for: record it even if we are being cancelled.
                         with anyio.CancelScope(shield=True):
                             await journal.mark_created(key, str(task.id))
-                self._create_pacer.succeeded()
                 return str(task.id)
             assert last is not None
             raise last
@@ -717,10 +705,6 @@ class Batch:
             uncertain=c["uncertain"],
             credits=self._credits,
         )
-
-
-def _noop() -> None:
-    return None
 
 
 def _size_bucket(request: Request) -> tuple[str, int]:

@@ -49,6 +49,7 @@ from ._errors import (
     ResponseError,
 )
 from ._journal import Journal
+from ._pacing import Pacer
 from ._resources import CharacterSwapResource, HeadSwapResource
 from ._retry import retry_call
 from ._transport import Transport
@@ -284,8 +285,12 @@ class AkoolClient:
         self._limits = limits
         self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self._rng = random.Random()  # jitter only, never security
-        # Told of every 429/1005 the retry loop absorbs, so batches can slow down (AIMD).
-        self._throttle_listeners: list[Callable[[float | None], None]] = []
+        # Akool rate-limits per API key, and a client is one key: the client owns the
+        # request budget. Every attempt (retries included) takes a slot; any 429/1005
+        # cuts both pacers (AIMD, see _pacing). GETs: at most poll.max_polls_per_second;
+        # creates (and analyses): at most limits.max_creates_per_second.
+        self._get_pacer = Pacer(poll.max_polls_per_second, self._clock)
+        self._create_pacer = Pacer(limits.max_creates_per_second, self._clock)
         self._state: Literal["new", "open", "closed"] = "new"
         self._transport: Transport | None = None
         self._token_lock: anyio.Lock | None = None
@@ -511,15 +516,29 @@ class AkoolClient:
                 task_id=task_id,
             )
 
+        pacer = self._get_pacer if idempotent else self._create_pacer
+
+        async def paced_attempt() -> dict[str, Any]:
+            await pacer.acquire()
+            try:
+                data = await attempt()
+            except RateLimitError as err:
+                self._throttled(err.retry_after)
+                raise
+            except AkoolError:
+                pacer.succeeded()  # failed, but not throttled: no rate signal
+                raise
+            pacer.succeeded()
+            return data
+
         try:
             return await retry_call(
-                attempt,
+                paced_attempt,
                 policy=self._retry,
                 clock=clock,
                 rng=self._rng,
                 create_request=create_request,
                 idempotent=idempotent,
-                on_retry=self._on_retry if self._throttle_listeners else None,
             )
         except _TokenFailure as carrier:
             err = carrier.error
@@ -531,22 +550,10 @@ class AkoolClient:
             _scrub(err, self._secrets())
             raise
 
-    def _on_retry(self, _attempt: int, err: AkoolError, _delay: float) -> None:
-        if isinstance(err, RateLimitError):
-            for listener in tuple(self._throttle_listeners):
-                listener(err.retry_after)
-
-    def _add_throttle_listener(
-        self, listener: Callable[[float | None], None]
-    ) -> Callable[[], None]:
-        """Call ``listener(retry_after)`` on every rate-limit answer; returns an unsubscriber."""
-        self._throttle_listeners.append(listener)
-
-        def remove() -> None:
-            if listener in self._throttle_listeners:
-                self._throttle_listeners.remove(listener)
-
-        return remove
+    def _throttled(self, retry_after: float | None) -> None:
+        # The limit is per key across endpoints: a throttled poll slows creates too.
+        self._get_pacer.throttled(retry_after)
+        self._create_pacer.throttled(retry_after)
 
     def _secrets(self) -> tuple[str, ...]:
         secrets = self._credentials.secrets()

@@ -135,12 +135,21 @@ class Limits:
     - ``max_connections_per_host`` (64): the same per host; Akool is one host.
     - ``max_response_bytes`` (8 MiB): a larger API answer is refused (Akool's are < 10 kB).
     - ``keepalive_expiry`` (30 s): idle connections are closed after this.
+    - ``max_creates_per_second`` (20): ceiling of the create budget. Akool documents no
+      number; its throttling (1005/429) is per key, so the client paces every attempt and
+      cuts this rate on throttling (AIMD). Polls have their own ceiling,
+      ``PollPolicy.max_polls_per_second``.
     """
 
     max_connections: int = attrs.field(default=64, validator=_positive_int)
     max_connections_per_host: int = attrs.field(default=64, validator=_positive_int)
     max_response_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_positive_int)
     keepalive_expiry: float = attrs.field(default=30.0, validator=_positive)
+    max_creates_per_second: float = attrs.field(default=20.0, validator=_positive)
+
+    def scaled(self, factor: float) -> Limits:
+        """These limits with time compressed by ``factor`` (rates divided by it)."""
+        return attrs.evolve(self, max_creates_per_second=self.max_creates_per_second / factor)
 
 
 DEFAULT_TIMEOUTS = Timeouts()

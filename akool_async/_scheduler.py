@@ -128,7 +128,8 @@ class PollScheduler:
     ) -> None:
         self.policy = policy
         self.clock = clock
-        self.pacer = pacer or Pacer(policy.max_polls_per_second, clock)
+        # Optional: a batch leaves pacing to its client (per attempt, retries included).
+        self.pacer = pacer
         self.estimator = estimator or DurationEstimator()
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, int, Watch]] = []
@@ -221,9 +222,12 @@ class PollScheduler:
         if w.webhook:
             return self._jitter(p.reconcile_interval)
         backoff = min(p.max_interval, p.initial * p.factor**w.polls)
-        if p.adaptive and self.estimator.samples(w.bucket) >= ADAPTIVE_MIN_SAMPLES:
-            # Follow the elapsed time: lag stays a fixed fraction of the job's duration.
-            return self._jitter(min(backoff, max(0.0, (now - w.started) * ADAPTIVE_LAG)))
+        aim = self.estimator.quantile(w.bucket, ADAPTIVE_FIRST_QUANTILE) if p.adaptive else None
+        if aim is not None:
+            elapsed = now - w.started
+            # Before the expected end, jump to it; after, follow the elapsed time so the lag
+            # stays a fixed fraction of the job's duration.
+            return self._jitter(min(p.max_interval, max(aim - elapsed, elapsed * ADAPTIVE_LAG)))
         return self._jitter(backoff)
 
     # -- the driver -----------------------------------------------------------------------
@@ -264,7 +268,8 @@ class PollScheduler:
                 if w.deadline is not None and now >= w.deadline:
                     self._finish(w, self._timeout_error(w))
                     continue
-                await self.pacer.acquire()
+                if self.pacer is not None:
+                    await self.pacer.acquire()
                 await self._limiter.acquire()
                 if self._by_id.get(w.task_id) is not w:  # a webhook finished it meanwhile
                     self._limiter.release()
@@ -298,7 +303,8 @@ class PollScheduler:
         try:
             result = await w.poll(w.task_id)
         except RateLimitError as err:
-            self.pacer.throttled(err.retry_after)
+            if self.pacer is not None:
+                self.pacer.throttled(err.retry_after)
             if self._on_throttle is not None:
                 self._on_throttle(err.retry_after)
             if not w.done:
@@ -315,7 +321,8 @@ class PollScheduler:
         now = self.clock.monotonic()
         if w.done:
             return
-        self.pacer.succeeded()
+        if self.pacer is not None:
+            self.pacer.succeeded()
         status: TaskStatus = result.status
         w.status = status
         if status.is_terminal:

@@ -45,6 +45,7 @@ def client_for(sim: AkoolSimulator, **kw: object) -> akool.AkoolClient:
         base_url=sim.base_url,
         retry=FAST_RETRY,
         poll=FAST_POLL,
+        limits=akool.Limits().scaled(SCALE),
         **kw,  # type: ignore[arg-type]
     )
 

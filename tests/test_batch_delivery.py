@@ -48,6 +48,7 @@ def client_for(s: AkoolSimulator, poll: akool.PollPolicy | None = None) -> akool
         base_url=s.base_url,
         retry=FAST_RETRY,
         poll=poll or akool.PollPolicy().scaled(SCALE),
+        limits=akool.Limits().scaled(SCALE),
     )
 
 

@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from akool_async._client import AkoolClient
-from akool_async._config import PollPolicy, RetryPolicy, Timeouts
+from akool_async._config import Limits, PollPolicy, RetryPolicy, Timeouts
 from akool_async._converters import character_swap_to_wire
 from akool_async._errors import (
     CODE_TO_ERROR,
@@ -526,7 +526,11 @@ async def test_connect_error_retried_then_raised() -> None:
     """A refused connection is retried even for a create (nothing was sent), then raised."""
     async with AkoolSimulator(manual_clock=True) as sim:
         base_url = sim.base_url
-    client = AkoolClient("k", base_url=base_url, retry=FAST_RETRY, clock=SimClockless())
+    # Unbounded create pacing, so the only sleeps counted are the retry loop's.
+    unpaced = Limits(max_creates_per_second=1e12)
+    client = AkoolClient(
+        "k", base_url=base_url, retry=FAST_RETRY, clock=SimClockless(), limits=unpaced
+    )
     async with client:
         with pytest.raises(ConnectError) as info:
             await client.character_swap.create(char_req())

@@ -46,7 +46,11 @@ def sim(**kw: object) -> AkoolSimulator:
 def client_for(s: AkoolSimulator) -> akool.AkoolClient:
     """An SDK client for the simulator with compressed polling."""
     return akool.AkoolClient(
-        s.api_key, base_url=s.base_url, retry=FAST_RETRY, poll=akool.PollPolicy().scaled(SCALE)
+        s.api_key,
+        base_url=s.base_url,
+        retry=FAST_RETRY,
+        poll=akool.PollPolicy().scaled(SCALE),
+        limits=akool.Limits().scaled(SCALE),
     )
 
 

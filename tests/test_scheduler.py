@@ -252,7 +252,7 @@ async def test_scheduler_retries_transient_errors_and_reports_permanent_ones() -
     clock = LogicalClock()
     policy = PollPolicy(initial=0.001, factor=1.0, max_interval=0.001, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=False)
-    sched = PollScheduler(policy, clock)
+    sched = PollScheduler(policy, clock, pacer=Pacer(1e6, clock))
     calls = {"flaky": 0, "gone": 0}
     got: dict[str, object] = {}
     finished = anyio.Event()

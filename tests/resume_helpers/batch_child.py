@@ -32,6 +32,7 @@ async def main(base_url: str, journal: str, n: int, resubmit: bool) -> None:
         base_url=base_url,
         retry=akool.RetryPolicy(attempts=4, timeout=10.0, initial=0.001, max_delay=0.01),
         poll=akool.PollPolicy().scaled(SCALE),
+        limits=akool.Limits().scaled(SCALE),
     ) as client, client.batch(
         jobs(n), concurrency=8, journal=journal, resubmit_uncertain=resubmit
     ) as outcomes:
