@@ -14,6 +14,7 @@ timezone-aware UTC datetimes; durations are seconds.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
@@ -108,6 +109,10 @@ def _choices(options: Iterable[str]) -> str:
     return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
 
 
+#: Whitespace (any Unicode space) or an ASCII control character: never valid in a URL.
+_BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _url_problem(value: object) -> str | None:
     """Why ``value`` is not an absolute http(s) URL with a host, or None if it is one.
 
@@ -118,7 +123,7 @@ def _url_problem(value: object) -> str | None:
         return f"must be an http(s) URL string (got {_show(value)})"
     if not value:
         return "must be an http(s) URL (got an empty string)"
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if _BAD_URL_CHAR.search(value):
         return f"must be an http(s) URL without spaces or control characters (got {_show(value)})"
     try:
         parts = urlsplit(value)

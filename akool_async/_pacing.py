@@ -29,9 +29,10 @@ __all__ = ["COOLDOWN", "DECREASE", "INCREASE", "Pacer"]
 
 #: A cut sets the rate to this fraction of the accepted rate: just under a discovered limit
 #: (halving, as classic TCP does, would average ~75 % of it).
-DECREASE = 0.95
-#: Multiplicative increase per successful request (about +6.6 % per COOLDOWN requests).
-INCREASE = 0.001
+DECREASE = 0.9
+#: Multiplicative increase per successful request (about +3.2 % per COOLDOWN requests): a
+#: slow probe, so overshoots of a limit (each costs a few rejections) stay rare.
+INCREASE = 0.0005
 #: Requests between two cuts.
 COOLDOWN = 64
 #: The rate never falls below this fraction of the ceiling (or of the first observed rate).

@@ -46,10 +46,10 @@ __all__ = ["DurationEstimator", "PollScheduler", "Watch"]
 ADAPTIVE_MIN_SAMPLES = 3
 #: Quantile of observed durations the first adaptive poll aims at (low, so that most jobs
 #: are still running at the first poll and are then caught by the fine-grained follow-ups).
-ADAPTIVE_FIRST_QUANTILE = 0.2
+ADAPTIVE_FIRST_QUANTILE = 0.25
 #: Adaptive follow-up interval as a fraction of the time elapsed since the create: the
 #: detection lag is at most this fraction of a job's duration (about half of it on average).
-ADAPTIVE_LAG = 0.12
+ADAPTIVE_LAG = 0.15
 #: Durations remembered per bucket (a sliding window: the service's speed drifts).
 ESTIMATOR_WINDOW = 256
 

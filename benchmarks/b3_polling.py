@@ -49,6 +49,7 @@ CONCURRENCY = 50
 ARRIVAL_SPAN = 200.0  # simulated seconds over which gradual jobs arrive
 FIXED_INTERVALS = (1.0, 5.0, 30.0)
 POLL = akool.PollPolicy(max_polls_per_second=200.0).scaled(SCALE)
+LIMITS = akool.Limits(max_creates_per_second=200.0).scaled(SCALE)
 SEED = 3
 
 
@@ -72,7 +73,7 @@ async def arriving(gradual: bool) -> AsyncIterator[akool.CharacterSwap]:
 async def run_sdk(sim: SimProcess, gradual: bool) -> list[tuple[str, float, float]]:
     """(task id, duration, lag) in simulated seconds per job."""
     found: list[tuple[str, float, float]] = []
-    client = akool.AkoolClient(sim.api_key, base_url=sim.url, poll=POLL)
+    client = akool.AkoolClient(sim.api_key, base_url=sim.url, poll=POLL, limits=LIMITS)
     async with client, client.batch(arriving(gradual), concurrency=CONCURRENCY) as outcomes:
         async for outcome in outcomes:
             seen = time.monotonic()
