@@ -49,7 +49,7 @@ from ._errors import (
     ResponseError,
 )
 from ._journal import Journal
-from ._pacing import Pacer
+from ._pacing import Pacer, share_cut
 from ._resources import CharacterSwapResource, HeadSwapResource
 from ._retry import retry_call
 from ._transport import Transport
@@ -554,6 +554,7 @@ class AkoolClient:
         # The limit is per key across endpoints: a throttled poll slows creates too.
         self._get_pacer.throttled(retry_after)
         self._create_pacer.throttled(retry_after)
+        share_cut((self._get_pacer, self._create_pacer))
 
     def _secrets(self) -> tuple[str, ...]:
         secrets = self._credentials.secrets()

@@ -25,7 +25,7 @@ from collections import deque
 
 from ._clock import Clock
 
-__all__ = ["COOLDOWN", "DECREASE", "INCREASE", "Pacer"]
+__all__ = ["COOLDOWN", "DECREASE", "INCREASE", "Pacer", "share_cut"]
 
 #: A cut sets the rate to this fraction of the accepted rate: just under a discovered limit
 #: (halving, as classic TCP does, would average ~75 % of it).
@@ -116,6 +116,11 @@ class Pacer:
             self._min_rate = current * FLOOR * FLOOR * FLOOR
         self.rate = max(self._min_rate, min(current, self.accepted_rate()) * DECREASE)
 
+    def scale(self, factor: float) -> None:
+        """Multiply the rate by ``factor`` (never below the floor); for shared budgets."""
+        if math.isfinite(self.rate):
+            self.rate = max(self._min_rate, self.rate * factor)
+
     def succeeded(self) -> None:
         """A request went through: creep back toward ``max_rate``."""
         self._accepted.append(self._clock.monotonic())
@@ -131,3 +136,20 @@ def _rate(stamps: deque[float]) -> float:
         return math.inf
     span = stamps[-1] - stamps[0]
     return (len(stamps) - 1) / span if span > 0 else math.inf
+
+
+def share_cut(pacers: tuple[Pacer, ...]) -> None:
+    """Pacers sharing one server limit: keep their sum just under what it accepts.
+
+    Each pacer cuts itself from its own rates; when their *sum* still exceeds ``DECREASE``
+    times the combined accepted rate (the server's limit is on the sum), all are scaled
+    down in proportion.
+    """
+    accepted = [p.accepted_rate() for p in pacers]
+    if not all(math.isfinite(a) for a in accepted):
+        return
+    total_rate = sum(p.rate for p in pacers)
+    target = sum(accepted) * DECREASE
+    if math.isfinite(total_rate) and total_rate > target > 0:
+        for p in pacers:
+            p.scale(target / total_rate)

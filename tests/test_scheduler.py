@@ -14,7 +14,7 @@ import pytest
 from akool_async._config import PollPolicy
 from akool_async._errors import NotFoundError, RateLimitError, ServerError, WaitTimeoutError
 from akool_async._models import TaskStatus
-from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer
+from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer, share_cut
 from akool_async._scheduler import ADAPTIVE_MIN_SAMPLES, DurationEstimator, PollScheduler
 
 pytestmark = pytest.mark.anyio
@@ -127,6 +127,41 @@ async def test_pacer_holds_a_real_server_limit_with_few_rejections() -> None:
     sustained = (len(window) - 1) / (window[-1] - window[0])
     assert sustained >= 0.85 * limit
     assert rejected < 0.05 * (len(accepted) + rejected)
+
+
+async def _two_pacers_against_one_bucket(*, shared: bool) -> tuple[int, list[float]]:
+    """GET (50/s) and create (20/s) pacers against one 20 req/s bucket, in slot order."""
+    clock = LogicalClock()
+    gets, creates = Pacer(50.0, clock), Pacer(20.0, clock)
+    limit, tokens, last = 20.0, 20.0, 0.0
+    accepted: list[float] = []
+    rejected = 0
+    for _ in range(3000):
+        pacer = gets if gets._next <= creates._next else creates
+        await pacer.acquire()
+        tokens = min(limit, tokens + (clock.now - last) * limit)
+        last = clock.now
+        if tokens >= 1.0:
+            tokens -= 1.0
+            accepted.append(clock.now)
+            pacer.succeeded()
+        else:
+            rejected += 1
+            gets.throttled(None)
+            creates.throttled(None)
+            if shared:
+                share_cut((gets, creates))
+    return rejected, accepted
+
+
+async def test_two_pacers_sharing_one_limit_stay_under_it() -> None:
+    """Pacers sharing a server limit hold it, and the shared cut rejects less than solo cuts."""
+    rejected, accepted = await _two_pacers_against_one_bucket(shared=True)
+    solo_rejected, _ = await _two_pacers_against_one_bucket(shared=False)
+    window = accepted[-1500:]
+    assert (len(window) - 1) / (window[-1] - window[0]) >= 0.85 * 20.0
+    assert rejected < 0.05 * (len(accepted) + rejected)
+    assert rejected < solo_rejected
 
 
 def test_estimator_quantiles_need_min_samples_and_slide() -> None:
