@@ -55,7 +55,7 @@ import attrs
 
 from ._batch import Batch, BatchStats, Outcome
 from ._client import ENV_API_KEY, ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET, AkoolClient
-from ._config import DEFAULT_POLL_POLICY
+from ._config import DEFAULT_LIMITS, DEFAULT_POLL_POLICY
 from ._converters import (
     CHARACTER_SWAP_KIND,
     HEAD_SWAP_KIND,
@@ -569,8 +569,9 @@ def _client_from_env(time_scale: float) -> AkoolClient:
     if not _has_credentials():
         raise UsageError(_NO_CREDENTIALS_HELP.rstrip())
     poll = DEFAULT_POLL_POLICY if time_scale == 1.0 else DEFAULT_POLL_POLICY.scaled(time_scale)
+    limits = DEFAULT_LIMITS if time_scale == 1.0 else DEFAULT_LIMITS.scaled(time_scale)
     try:
-        return AkoolClient(poll=poll)
+        return AkoolClient(poll=poll, limits=limits)
     except ConfigurationError as exc:
         raise UsageError(f"akool-async: {exc.message}") from None
 
@@ -960,6 +961,7 @@ async def _demo_command(args: argparse.Namespace, ui: Ui) -> int:
                     sim.api_key,
                     base_url=sim.base_url,
                     poll=DEFAULT_POLL_POLICY.scaled(args.time_scale),
+                    limits=DEFAULT_LIMITS.scaled(args.time_scale),
                 )
 
             code = await _run_command(opts, ui, make_client)

@@ -135,6 +135,7 @@ def readme_env(
         defaults = akool.AkoolClient.__init__.__kwdefaults__
         assert defaults is not None
         monkeypatch.setitem(defaults, "poll", akool.PollPolicy().scaled(SCALE))
+        monkeypatch.setitem(defaults, "limits", akool.Limits().scaled(SCALE))
         monkeypatch.chdir(tmp_path)
         yield sim
 
