@@ -11,7 +11,6 @@ exception (errors are scrubbed on the way out as a second line of defence).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import platform
@@ -49,6 +48,7 @@ from ._errors import (
     ResponseError,
 )
 from ._journal import Journal
+from ._net import is_loopback_host
 from ._pacing import Pacer, share_cut
 from ._resources import CharacterSwapResource, HeadSwapResource
 from ._retry import retry_call
@@ -144,15 +144,6 @@ def _resolve_credentials(
     )
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_base_url(value: object) -> str:
     """``value`` without a trailing slash, if it is https (or http to a loopback host)."""
     if not isinstance(value, str) or not value:
@@ -172,7 +163,7 @@ def _check_base_url(value: object) -> str:
         raise ConfigurationError("base_url must not contain credentials; pass api_key instead")
     if parts.query or parts.fragment:
         raise ConfigurationError(f"base_url must not have a query or fragment, got {value!r}")
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not is_loopback_host(host):
         raise ConfigurationError(
             f"base_url must use https (got {value!r}): the API key would travel in clear "
             "text. Plain http is allowed only for loopback hosts (127.0.0.0/8, ::1, "

@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import logging
 import os
 import random
@@ -71,6 +70,7 @@ from ._errors import (
     ServerError,
     TransportError,
 )
+from ._net import is_loopback_host
 from ._retry import backoff_delay, parse_retry_after
 from ._transport import _map_error
 
@@ -157,16 +157,6 @@ class DownloadError(AkoolError):
 # --------------------------------------------------------------------------- pure checks
 
 
-def _is_loopback(host: str) -> bool:
-    # The same rule as the client's base_url check (kept here to avoid an import cycle).
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _redact_url(url: str) -> str:
     """``url`` without userinfo, query and fragment, for messages and logs."""
     try:
@@ -213,7 +203,7 @@ def check_download_url(url: object) -> URL:
         raise DownloadError(
             f"refusing a download URL with credentials in it ({shown!r})", url=shown
         )
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not is_loopback_host(host):
         raise DownloadError(
             f"refusing plain http download from {shown!r}: use https (plain http is allowed "
             "only for loopback hosts such as the simulator)",
