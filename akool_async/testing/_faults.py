@@ -15,6 +15,8 @@ Before processing (nothing is created and nothing is charged):
 - ``http_429``: status 429, header ``Retry-After`` = ``Fault.retry_after`` simulated seconds
   times the simulator's ``time_scale`` (may be fractional), body ``{"code": 1005, ...}``.
 - ``code_1005``, ``code_1015``, ``code_2001``: HTTP 200 with that business code.
+- ``code``: HTTP 200 with any business code, ``Fault("code", code=1200)`` (for testing how
+  a client maps every documented code).
 - ``drop_before``: the connection is closed without an answer; the request was not processed.
 
 After processing (a create has created and charged its task):
@@ -69,6 +71,7 @@ BEFORE_KINDS: frozenset[str] = frozenset(
         "code_1005",
         "code_1015",
         "code_2001",
+        "code",
         "drop_before",
     }
 )
@@ -95,12 +98,15 @@ class Fault:
     """One injected fault.
 
     ``kind`` is one of ``FAULT_KINDS``; ``delay`` (real seconds, default 1.0) applies to
-    ``slow``; ``retry_after`` (simulated seconds, default 1.0) applies to ``http_429``.
+    ``slow``; ``retry_after`` (simulated seconds, default 1.0) applies to ``http_429``;
+    ``code`` (default 1003) is the business code answered by kind ``code``.
     """
 
     kind: str = attrs.field(validator=_check_kind)
     delay: float = DEFAULT_SLOW_DELAY
     retry_after: float = DEFAULT_RETRY_AFTER
+    #: The business code answered by kind ``code``.
+    code: int = 1003
 
 
 #: A scripted step: a ``Fault``, a fault kind name, or ``None`` for "answer normally".

@@ -924,6 +924,9 @@ class AkoolSimulator:
             retry_after = f"{fault.retry_after * self._clock.time_scale:g}"
             payload = {"code": 1005, "msg": "Operation is too frequent"}
             return self._json(request, endpoint, payload, 429, {"Retry-After": retry_after})
+        if kind == "code":
+            payload = {"code": fault.code, "msg": f"Simulated error {fault.code}"}
+            return self._json(request, endpoint, payload)
         messages = {
             "code_1005": (1005, "Operation is too frequent"),
             "code_1015": (1015, "Create video error, please try again later"),
