@@ -19,7 +19,6 @@ from akool_async._errors import (
     FaceMappingError,
     InvalidParameterError,
     NotFoundError,
-    SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
     WaitTimeoutError,
@@ -261,15 +260,14 @@ async def test_head_swap_run_deadline() -> None:
     assert "head_swap.create" not in sim.stats.requests
 
 
-async def test_analyze_ambiguous_is_uncertain() -> None:
-    """analyze counts as a create: a lost answer is SubmissionUncertainError, not resent."""
+async def test_analyze_with_a_lost_answer_is_retried() -> None:
+    """Analyses are free: a lost analyze answer is sent again and the analysis returned."""
     async with sim_and_client() as (sim, client):
         sim.inject("head_swap.analyze", "drop_after")
         url = video("lost")
-        with pytest.raises(SubmissionUncertainError) as info:
-            await client.head_swap.analyze(url)
-    assert info.value.request == url
-    assert sim.stats.requests["head_swap.analyze"] == 1
+        analysis = await client.head_swap.analyze(url)
+    assert analysis.video_url == url
+    assert sim.stats.requests["head_swap.analyze"] == 2
 
 
 # --------------------------------------------------------------------------- local checks

@@ -55,25 +55,17 @@ class HeadSwapResource:
     async def analyze(self, video_url: str) -> HeadSwapAnalysis:
         """Submit a person analysis of ``video_url`` (sent byte-identical).
 
-        Treated like a create: resent only on proof that nothing was created.
+        Analyses are free: a lost answer is retried like a GET (at worst the server keeps
+        a second, unused analysis), so an unlucky network never turns every job sharing
+        the video into an uncertain outcome. Only swap creates are never resent.
         """
         problem = _url_problem(video_url)
         if problem is not None:
             raise ValidationError("video_url", problem)
         data = await self._client._request(
-            "POST",
-            ANALYZE_PATH,
-            json=analyze_to_wire(video_url),
-            idempotent=False,
-            create_request=video_url,
+            "POST", ANALYZE_PATH, json=analyze_to_wire(video_url), idempotent=True
         )
-        return structure_created(
-            structure_head_swap_analysis,
-            data,
-            request=video_url,
-            method="POST",
-            path=ANALYZE_PATH,
-        )
+        return structure_head_swap_analysis(data)
 
     async def get_analysis(self, analysis_id: str) -> HeadSwapAnalysis:
         """The current state of analysis ``analysis_id``."""
