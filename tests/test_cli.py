@@ -62,6 +62,16 @@ class ThreadedSimulator:
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
 
+    def advance(self, seconds: float) -> None:
+        """Move the simulator's clock forward, on the simulator's own loop, and wait for it."""
+
+        async def advance() -> None:
+            assert self.sim is not None
+            self.sim.advance(seconds)
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(advance(), self._loop).result(30)
+
 
 @pytest.fixture
 def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -397,7 +407,7 @@ def test_sigint_stops_a_run_cleanly_with_exit_code_130(tmp_path: Path, no_env: N
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+                proc.communicate()  # reap it and close its pipes
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert rest == ""  # the slow job has no outcome line, and nothing is half-written
     assert "interrupted" in err
@@ -434,7 +444,7 @@ def test_simulate_serves_until_interrupted(
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()  # reap it and close its pipes
     assert proc.returncode == EXIT_OK
     assert "simulator stopped" in out
 
@@ -444,28 +454,43 @@ def test_interrupted_run_resumes_from_its_journal_without_paying_twice(
     tmp_path: Path, no_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SIGINT mid-run, then the same command again: it resumes and creates nothing twice."""
-    slow = {**FAST_DURATIONS, "head_swap": Duration.fixed(20.0)}
+    # A manual clock makes the order certain: the character swap and the analysis finish the
+    # moment they are created, the head swap only once the test advances the clock.
+    instant = Duration(queue=0.0, process=0.0)
+    durations = {"character_swap": instant, "analysis": instant, "head_swap": Duration.fixed(10)}
     jobs = write_jobs(tmp_path / "jobs.jsonl", cs(1, key="quick"), hs(2, key="slow"))
     journal = tmp_path / "run.db"
-    argv = ["run", str(jobs), "--journal", str(journal), "--time-scale", "0.01"]
-    with ThreadedSimulator(time_scale=0.01, durations=slow) as simulator:
+    argv = ["run", str(jobs), "--journal", str(journal), "--time-scale", str(SCALE)]
+    progress = ["--progress", "plain", "--progress-interval", "0.001"]
+    threaded = ThreadedSimulator(manual_clock=True, durations=durations)
+    with threaded as simulator:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "akool_async", *argv],
+            [sys.executable, "-m", "akool_async", *argv, *progress],
             env=subprocess_env(simulator),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         try:
-            assert proc.stdout is not None
-            assert json.loads(proc.stdout.readline())["key"] == "quick"
+            assert proc.stderr is not None
+            # Wait (blocking on the pipe) for a progress line saying the character swap is
+            # done and the head swap is created and being polled.
+            for line in proc.stderr:
+                if " 1 completed," in line and "| 1 running," in line:
+                    break
+            else:
+                raise AssertionError("the run ended before the head swap was created")
             proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=30)
+            out_text, err = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+                proc.communicate()  # reap it and close its pipes
         assert proc.returncode == EXIT_INTERRUPTED, err
+        # Only the character swap has an outcome: the head swap's clock has not moved.
+        assert [json.loads(ln)["key"] for ln in out_text.splitlines()] == ["quick"]
+        assert simulator.stats.requests.get("head_swap.create", 0) == 1
+        threaded.advance(10)  # the head swap created by the first run finishes now
         for name, value in subprocess_env(simulator).items():
             if name.startswith("AKOOL_"):
                 monkeypatch.setenv(name, value)
