@@ -311,6 +311,12 @@ class Batch:
             return await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
         finally:
             self._queue.close()
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
+            if self._owns_journal and self._journal is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._journal.aclose()
 
     def close(self) -> None:
         """No more submissions: iteration ends once every submitted job has its outcome."""

@@ -171,3 +171,18 @@ async def test_job_whose_webhook_never_arrives_completes_by_reconciliation() -> 
             got = [o async for o in outcomes]
     assert all(o.ok for o in got)
     assert receiver.accepted == 0
+
+
+async def test_leaving_a_batch_closes_its_journal_and_unsubscribes_its_webhooks(
+    tmp_path: Path,
+) -> None:
+    """After the block, the batch's own journal is closed and the receiver forgets it."""
+    async with sim() as s, client_for(s) as client:
+        receiver = WebhookReceiver(client_id=s.client_id, client_secret=s.client_secret)
+        batch = client.batch(jobs(2), journal=tmp_path / "run.db", webhooks=receiver)
+        async with batch as outcomes:
+            assert len(receiver._listeners) == 1
+            assert [o.ok async for o in outcomes] == [True, True]
+        assert batch._journal is not None
+        assert batch._journal.closed
+        assert receiver._listeners == {}
