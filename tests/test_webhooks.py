@@ -804,7 +804,10 @@ events = st.fixed_dictionaries(
     },
 ).flatmap(
     lambda base: st.dictionaries(
-        st.text(max_size=10).filter(lambda k: k not in base), json_values, max_size=4
+        # Unknown keys only: never a documented field, present in base or not.
+        st.text(max_size=10).filter(lambda k: k not in {"_id", "status", "type", "url"}),
+        json_values,
+        max_size=4,
     ).map(lambda extra: {**base, **extra})
 )
 nonces = st.text(max_size=12) | st.integers(0, 10**12)
