@@ -9,13 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from threaded_sim import ThreadedSimulator
 
 import akool_async as akool
 from akool_async._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
@@ -29,48 +29,6 @@ FAST_DURATIONS = {
     "analysis": Duration(queue=1.0, process=5.0),
 }
 ENV_NAMES = ("AKOOL_API_KEY", "AKOOL_CLIENT_ID", "AKOOL_CLIENT_SECRET", "AKOOL_BASE_URL")
-
-
-class ThreadedSimulator:
-    """An AkoolSimulator served from its own thread and loop, so `main()` can run here."""
-
-    def __init__(self, **options: Any) -> None:
-        self.options = options
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self.sim: AkoolSimulator | None = None
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with AkoolSimulator(**self.options) as sim:
-            self.sim = sim
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> AkoolSimulator:
-        self._thread.start()
-        assert self._ready.wait(30), "the simulator did not start"
-        assert self.sim is not None
-        return self.sim
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self._loop is not None
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def advance(self, seconds: float) -> None:
-        """Move the simulator's clock forward, on the simulator's own loop, and wait for it."""
-
-        async def advance() -> None:
-            assert self.sim is not None
-            self.sim.advance(seconds)
-
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(advance(), self._loop).result(30)
 
 
 @pytest.fixture

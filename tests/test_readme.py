@@ -31,7 +31,6 @@ import contextlib
 import json
 import re
 import shlex
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -42,6 +41,7 @@ import attrs
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
+from threaded_sim import ThreadedSimulator
 
 import akool_async as akool
 from akool_async._cli import build_parser, main
@@ -86,38 +86,6 @@ def readme_blocks() -> list[Block]:
         )
         for m in _FENCE.finditer(text)
     ]
-
-
-class ThreadedSimulator:
-    """An AkoolSimulator served from its own thread, so README code can `asyncio.run` here."""
-
-    def __init__(self, **options: Any) -> None:
-        self.options = options
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self.sim: AkoolSimulator | None = None
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with AkoolSimulator(**self.options) as sim:
-            self.sim = sim
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> AkoolSimulator:
-        self._thread.start()
-        assert self._ready.wait(30), "the simulator did not start"
-        assert self.sim is not None
-        return self.sim
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self._loop is not None
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
 
 
 @pytest.fixture
