@@ -112,6 +112,19 @@ def _choices(options: Iterable[str]) -> str:
 #: Whitespace (any Unicode space) or an ASCII control character: never valid in a URL.
 _BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
 
+#: The common well-formed case, ``http(s)://host[:port][/?#rest]``, recognised by one regex
+#: so request construction (a hot path in bulk runs) skips ``urlsplit``. Every string it
+#: fully matches is one ``_url_problem_full`` accepts: a lowercase scheme; an ASCII host
+#: without ``@``, ``[``, ``]`` or ``%`` (so ``urlsplit`` cannot raise and ``hostname`` is the
+#: non-empty host); the netloc ends at the first ``/``, ``?`` or ``#``, exactly where
+#: ``urlsplit`` ends it; and no character ``_BAD_URL_CHAR`` refuses. Anything else, e.g. an
+#: upper-case scheme, user info or an IPv6 literal, takes the full check, so both accept and
+#: reject exactly the same strings (tests/test_models.py pins the agreement). Always used
+#: with ``fullmatch``: ``$`` would let a trailing newline through.
+_PLAIN_HTTP_URL = re.compile(
+    r"https?://[A-Za-z0-9._-]+(?::[0-9]{1,5})?(?:[/?#][^\s\x00-\x1f\x7f]*)?"
+)
+
 
 def _url_problem(value: object) -> str | None:
     """Why ``value`` is not an absolute http(s) URL with a host, or None if it is one.
@@ -119,6 +132,13 @@ def _url_problem(value: object) -> str | None:
     URLs are checked, never normalised: Head Swap needs the byte-identical string at
     analyze and create time.
     """
+    if isinstance(value, str) and _PLAIN_HTTP_URL.fullmatch(value) is not None:
+        return None
+    return _url_problem_full(value)
+
+
+def _url_problem_full(value: object) -> str | None:
+    """:func:`_url_problem` without the regex fast path: ``urlsplit`` decides."""
     if not isinstance(value, str):
         return f"must be an http(s) URL string (got {_show(value)})"
     if not value:

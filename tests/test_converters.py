@@ -15,8 +15,10 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+import attrs
+import cattrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 from akool_async._converters import (
     analyze_to_wire,
     character_swap_to_wire,
+    converter,
     estimate_credits,
     head_swap_to_wire,
     request_fingerprint,
@@ -564,6 +567,72 @@ def test_numeric_strings_are_read_leniently() -> None:
 def test_integral_floats_are_accepted_for_integers() -> None:
     """An integer field sent as 9.0 reads as 9 (JSON encoders differ)."""
     assert structure_head_swap_result({**HS_DETAIL_COMPLETED, "priority": 9.0}).priority == 9
+
+
+@pytest.mark.parametrize(
+    ("sent", "status"),
+    [
+        (1, TaskStatus.QUEUEING),
+        (4, TaskStatus.FAILED),
+        (3.0, TaskStatus.COMPLETED),
+        ("2", TaskStatus.PROCESSING),
+        (" 3 ", TaskStatus.COMPLETED),
+    ],
+)
+def test_status_values_take_the_same_path_whatever_their_type(
+    sent: object, status: TaskStatus
+) -> None:
+    """Exact ints (the fast lookup), integral floats and numeric strings give the same status."""
+    assert structure_head_swap_result({**HS_DETAIL_COMPLETED, "status": sent}).status is status
+
+
+def _created_at(ms: object) -> datetime | str:
+    try:
+        task = structure_character_swap_task({**CS_CREATE_RESPONSE, "create_time": ms})
+    except ResponseError as err:
+        assert "create_time:" in str(err)  # noqa: PT017 -- the message is what we compare
+        return "ResponseError"
+    assert task.created_at is not None
+    return task.created_at
+
+
+@given(
+    st.integers(-(2**53), 2**53)
+    | st.integers(-(10**15), 10**15)
+    | st.floats(-1e19, 1e19).map(int)  # beyond 2**53: only ints a float holds exactly
+)
+def test_hypothesis_integer_timestamps_match_their_float_form(ms: int) -> None:
+    """An int create_time (the fast path) gives exactly what the same value as a float gives."""
+    assert float(ms) == ms
+    assert _created_at(ms) == _created_at(float(ms))
+
+
+_RESULT_MODELS = (
+    CharacterSwapTask,
+    CharacterSwapResult,
+    HeadSwapAnalysis,
+    HeadSwapTask,
+    HeadSwapResult,
+    DetectedPerson,
+    VideoInfo,
+)
+
+
+def test_optional_scalar_fields_have_direct_hooks() -> None:
+    """Optional str/int/float/datetime fields skip cattrs' per-call union dispatch (hot path)."""
+    generic = cattrs.Converter._structure_optional
+    scalars = {str, int, float, datetime}
+    checked = 0
+    for cls in _RESULT_MODELS:
+        for field in attrs.fields(attrs.resolve_types(cls)):
+            args = set(getattr(field.type, "__args__", ()))
+            if type(None) in args and args - {type(None)} <= scalars:
+                hook = converter.get_structure_hook(field.type)
+                assert getattr(hook, "__func__", None) is not generic, (cls, field.name)
+                checked += 1
+    assert checked > 40  # every result model has many such fields
+    spelled_out = Optional[str]  # noqa: UP045 -- the typing spelling is the point here
+    assert converter.get_structure_hook(spelled_out) is converter.get_structure_hook(str | None)
 
 
 def test_generic_structure_matches_specific_functions() -> None:

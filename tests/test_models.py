@@ -8,11 +8,12 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from akool_async._errors import AkoolError, ValidationError
 from akool_async._models import (
+    _PLAIN_HTTP_URL,
     AnyResult,
     CharacterSwap,
     CharacterSwapResult,
@@ -25,6 +26,8 @@ from akool_async._models import (
     HeadSwapTask,
     Job,
     TaskStatus,
+    _url_problem,
+    _url_problem_full,
 )
 
 IMG = "https://cdn.example.com/character.png"
@@ -331,6 +334,87 @@ def test_head_swap_keeps_url_byte_identical() -> None:
     """video_url is never normalised: analyze and create need the byte-identical string."""
     odd = "HTTPS://Example.COM:443/a/../v.mp4?b=2&a=1#frag"
     assert HeadSwap(odd, {0: FACE}).video_url == odd
+
+
+# --------------------------------------------------------------------------- URL fast path
+
+
+class _Str(str):
+    """A str subclass: accepted like str by both URL checks."""
+
+
+# (value, taken by the regex fast path, accepted). The fast path must never change the
+# answer, only skip urlsplit for the common well-formed case.
+_URL_CASES: list[tuple[object, bool, bool]] = [
+    ("https://cdn.example.com/a/b.png?sig=a%2Fb&x=1#frag", True, True),
+    ("http://a", True, True),
+    ("https://a.b?q", True, True),
+    ("https://a.b#f", True, True),
+    ("https://a.b:8443/x", True, True),
+    ("https://a.b/ü/[x]@y", True, True),
+    (_Str("https://a.b/x"), True, True),
+    ("https://a.b\n", False, False),  # a trailing newline: "$" would have matched
+    ("https://a.b/x\n", False, False),
+    ("https://a.b/x\u00a0", False, False),  # Unicode whitespace
+    ("https://a.b/x\x85", False, False),
+    ("https://a.b/\x7f", False, False),
+    ("https://exa mple.com/", False, False),
+    ("HTTPS://a.b/", False, True),  # upper-case scheme: urlsplit lowercases it
+    ("https://user:pw@a.b/", False, True),
+    ("https://@a.b/", False, True),
+    ("https://a.b@/", False, False),  # user info but no host
+    ("https://a.b:/", False, True),  # an empty port is not checked
+    ("https://a.b:123456/", False, True),  # nor is a long one
+    ("https://a.b\\evil.example/", False, True),  # urlsplit keeps "\\" in the host
+    ("https://[::1]:8080/x", False, True),
+    ("http://[::1/a.png", False, False),
+    ("https://[a]/", False, False),  # not an IP literal: urlsplit raises
+    ("https://\uff41.com/", False, True),  # fullwidth "a": NFKC-safe
+    ("https://\u2100.com/", False, False),  # "a/c" under NFKC: urlsplit raises
+    ("https://", False, False),
+    ("https:///x", False, False),
+    ("https:", False, False),
+    ("http//a.b", False, False),
+    ("javascript://a.b/", False, False),
+    ("", False, False),
+    (b"https://a.b/", False, False),
+    (None, False, False),
+]
+
+
+@pytest.mark.parametrize(("value", "fast", "accepted"), _URL_CASES)
+def test_url_fast_path_agrees_with_the_full_check(
+    value: object, fast: bool, accepted: bool
+) -> None:
+    """The regex fast path takes only strings urlsplit accepts; both checks give equal answers."""
+    assert (isinstance(value, str) and _PLAIN_HTTP_URL.fullmatch(value) is not None) is fast
+    assert (_url_problem_full(value) is None) is accepted
+    assert _url_problem(value) == _url_problem_full(value)
+
+
+# Few characters, most of them special to urlsplit or the fast-path regex, so the generated
+# strings hit the edges (user info, ports, brackets, a delimiter or newline after the host).
+_url_prefix = st.sampled_from(["http://", "https://"]) | st.sampled_from(
+    ["", "HTTP://", "hTtPs://", "ftp://", "https:", "//", "http:/"]
+)
+_url_host = st.text(st.sampled_from(list("a0.-_@:[]%\\ \n\u2100\uff41")), max_size=6)
+_url_joint = st.sampled_from(["", "/", "?", "#", ":", ":80", ":123456", "@", "\n"])
+_url_rest = st.text(st.sampled_from(list("a/?#@[]: \n\x7f\x85\u00a0\u00fc")), max_size=6)
+_urlish = st.builds(
+    lambda prefix, host, joint, rest, end: prefix + host + joint + rest + end,
+    _url_prefix,
+    st.from_regex(r"[a-z0-9.-]{1,6}", fullmatch=True) | _url_host | st.text(max_size=6),
+    _url_joint,
+    _url_rest | st.text(max_size=6),
+    st.sampled_from(["", "\n"]),  # a final newline is the classic "$" regex slip
+)
+
+
+@settings(max_examples=500)  # cheap examples; more of them find the rarer edges
+@given(_urlish)
+def test_hypothesis_url_fast_path_agrees_with_the_full_check(value: str) -> None:
+    """For URL-like strings, the fast-path check returns exactly what the urlsplit check does."""
+    assert _url_problem(value) == _url_problem_full(value)
 
 
 # --------------------------------------------------------------------------- Job
