@@ -2,8 +2,9 @@
 
 Shape of a batch (all tasks live in ONE anyio task group owned by the batch)::
 
-    intake ──(lazy pull, one in-flight slot per job)──► job task: [journal] ► create
-                                                          (CapacityLimiter: concurrency)
+    intake ──(lazy pull, one in-flight slot per job)──► create workers: [journal] ► create
+                                                   (``concurrency`` long-lived workers and
+                                                    a CapacityLimiter of ``concurrency``)
                                                                  │ task id
                                                                  ▼
                           PollScheduler (heap of due ids, shared poll budget, AIMD)
@@ -14,8 +15,10 @@ Shape of a batch (all tasks live in ONE anyio task group owned by the batch)::
 - Intake is lazy: the next job is pulled only when an in-flight slot is free; a slot is
   freed when the caller *consumes* the job's outcome (by iterating or by a handle), so a slow
   consumer slows intake and memory stays bounded by ``max_in_flight``.
-- After its create, a job is no coroutine at all: it is one entry in the scheduler's heap
-  until its terminal poll (or webhook) completes it through a callback.
+- Before its create, a job is a tuple in a queue; a worker takes it (a head swap waits for
+  its shared analysis in a task of its own, so slow analyses never hold a worker). After
+  its create, a job is no coroutine at all: it is one entry in the scheduler's heap until
+  its terminal poll (or webhook) completes it through a callback.
 - Exactly one :class:`Outcome` per job. A job's failure is a value; only bugs and
   cancellation propagate. Leaving the ``async with`` block early cancels intake and every
   local task; tasks already created remotely keep running on Akool's side (with a journal,
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import attrs
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._config import PollPolicy
 from ._converters import request_fingerprint, request_to_dict, result_from_raw
@@ -69,6 +73,8 @@ __all__ = ["Batch", "BatchStats", "JobHandle", "Outcome"]
 Request = CharacterSwap | HeadSwap
 Result = CharacterSwapResult | HeadSwapResult
 JobSource = Iterable[Request | Job] | AsyncIterable[Request | Job]
+#: A job waiting for a create worker: (key, request, handle of a submit() or None).
+_Todo = tuple[str, Request, "JobHandle | None"]
 
 #: Jobs in flight (pulled from the input, outcome not yet consumed) by default.
 DEFAULT_MAX_IN_FLIGHT = 10_000
@@ -254,6 +260,10 @@ class Batch:
         self._scheduler = PollScheduler(self._policy, self._clock)
         self._queue = _OutcomeQueue()
         self._tg: TaskGroup | None = None
+        self._todo: MemoryObjectSendStream[_Todo] | None = None
+        # Jobs in _todo; intake waits on _room while `concurrency` of them are queued.
+        self._queued = 0
+        self._room: anyio.Event | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._intake_open = True
         self._outstanding = 0
@@ -293,10 +303,19 @@ class Batch:
             self._owns_journal = True
         if self._webhooks is not None:
             self._unsubscribe = self._webhooks.add_listener(self._on_webhook)
+        # Jobs waiting for a create worker. Unbounded on purpose: what bounds it is the
+        # in-flight slot every job takes before it is pulled (max_in_flight).
+        self._todo, todo = anyio.create_memory_object_stream[_Todo](math.inf)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
         tg.start_soon(self._scheduler.run)
+        # A pool of long-lived create workers, not a task per job: the CapacityLimiter in
+        # _create() still bounds creates and analyses together; the pool only saves
+        # spawning (and tearing down) one task per job.
+        for _ in range(self._concurrency):
+            tg.start_soon(self._create_worker, todo.clone())
+        todo.close()
         if self._jobs is not None:
             tg.start_soon(self._intake, self._jobs)
         return self
@@ -310,6 +329,8 @@ class Batch:
         try:
             return await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
         finally:
+            if self._todo is not None:
+                self._todo.close()
             self._queue.close()
             if self._unsubscribe is not None:
                 self._unsubscribe()
@@ -335,7 +356,7 @@ class Batch:
         if not self._intake_open:
             raise ClientStateError("this batch was closed: no more submissions")
         request, job_key = self._unpack(job, key)
-        await self._slots.acquire()
+        await _acquire(self._slots)
         handle = JobHandle(job_key, self._slots.release, self._queue)
         self._start(job_key, request, handle)
         return handle
@@ -358,7 +379,7 @@ class Batch:
         source = _aiter(jobs)
         while True:
             # Take the slot first, then pull: the input is never read ahead of capacity.
-            await self._slots.acquire()
+            await _acquire(self._slots)
             try:
                 job = await source.__anext__()
             except StopAsyncIteration:
@@ -370,17 +391,49 @@ class Batch:
                 # Not a job at all: report it as this position's outcome and go on.
                 bad_key = str(self._counter - 1)
                 self._outstanding += 1
-                self._emit(Outcome(key=bad_key, job=job, error=err), None)
+                self._emit(Outcome(key=bad_key, job=job, error=err), None, None)
                 continue
             self._start(job_key, request, None)
+            if self._queued >= self._concurrency:
+                # Enough work is queued for every create worker: pull the next job only
+                # when one is taken, so queued jobs (and their memory) stay O(concurrency).
+                self._room = anyio.Event()
+                await self._room.wait()
         self._intake_open = False
         self._maybe_finish()
 
     def _start(self, key: str, request: Request, handle: JobHandle | None) -> None:
-        assert self._tg is not None
+        assert self._todo is not None
         self._outstanding += 1
-        self._bump("pending", +1)
-        self._tg.start_soon(self._run_job, key, request, handle)
+        self._queued += 1
+        self._move(None, "pending")
+        self._todo.send_nowait((key, request, handle))
+
+    async def _create_worker(self, todo: MemoryObjectReceiveStream[_Todo]) -> None:
+        with todo:
+            while True:
+                try:
+                    # The fast path takes a queued job without an event-loop turn.
+                    key, request, handle = todo.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        key, request, handle = await todo.receive()
+                    except anyio.EndOfStream:
+                        return
+                self._queued -= 1
+                room = self._room
+                # Wake intake only once half the queue is drained: one wake per refill of
+                # concurrency/2 jobs, not an event-loop turn per job.
+                if room is not None and self._queued <= self._concurrency // 2:
+                    self._room = None
+                    room.set()
+                if isinstance(request, HeadSwap):
+                    # Its shared analysis may take minutes: wait for it in a task of its
+                    # own instead of holding a create worker.
+                    assert self._tg is not None
+                    self._tg.start_soon(self._run_job, key, request, handle)
+                else:
+                    await self._run_job(key, request, handle)
 
     # -- one job --------------------------------------------------------------------------
 
@@ -393,9 +446,8 @@ class Batch:
             if journal is not None:
                 record = await self._journal_begin(journal, key, request)
                 if record.state is JobState.COMPLETED or record.state is JobState.FAILED:
-                    self._bump("pending", -1)
                     outcome = await self._replayed(journal, key, request, record)
-                    self._emit(outcome, handle)
+                    self._emit(outcome, handle, "pending")
                     return
                 if record.state is JobState.CREATED:
                     task_id = record.task_id
@@ -412,32 +464,19 @@ class Batch:
                         raise FaceMappingError(missing, detected, request.video_url)
                 task_id = await self._create(key, request)
         except AkoolError as err:
-            self._bump("pending", -1)
             if journal is not None and task_id is None:
                 await self._journal_rejected(journal, key, err)
-            self._emit(Outcome(key=key, job=request, error=err), handle)
+            self._emit(Outcome(key=key, job=request, error=err), handle, "pending")
             return
-        self._bump("pending", -1)
-        self._bump("running", +1)
+        self._move("pending", "running")
         is_head = isinstance(request, HeadSwap)
         resource: Any = self._client.head_swap if is_head else self._client.character_swap
-        created_id = task_id
-
-        def on_done(value: Any) -> None:
-            self._bump("running", -1)
-            outcome = self._outcome_for(key, request, created_id, value)
-            if journal is None and (self._downloader is None or not outcome.ok):
-                self._emit(outcome, handle)
-            else:
-                assert self._tg is not None
-                self._tg.start_soon(self._finish_async, journal, outcome, value, handle)
-
         self._scheduler.watch(
             task_id,
             kind="head_swap" if is_head else "character_swap",
             bucket=_size_bucket(request),
             poll=resource.get,
-            on_done=on_done,
+            on_done=_Running(self, key, request, task_id, handle),
             deadline=deadline,
             webhook=self._webhooks is not None,
         )
@@ -536,7 +575,7 @@ class Batch:
             await journal.mark_completed(key, value.raw)
         if outcome.ok:
             outcome = await self._download(journal, outcome)
-        self._emit(outcome, handle)
+        self._emit(outcome, handle, "running")
 
     # -- webhooks -------------------------------------------------------------------------
 
@@ -558,12 +597,11 @@ class Batch:
         if self._webhook_url is not None and request.webhook_url is None:
             request = attrs.evolve(request, webhook_url=self._webhook_url)
         journal = self._journal
-        self._bump("pending", -1)
-        self._bump("submitting", +1)
+        self._move("pending", "submitting")
         last: RateLimitError | None = None
         try:
             for _attempt in range(MAX_THROTTLED_CREATES):
-                async with self._create_limiter:
+                async with _Held(self._create_limiter):
                     if journal is not None:
                         await journal.mark_sending(
                             key, resubmit_uncertain=self._resubmit_uncertain
@@ -585,8 +623,7 @@ class Batch:
             assert last is not None
             raise last
         finally:
-            self._bump("submitting", -1)
-            self._bump("pending", +1)
+            self._move("submitting", "pending")
 
     async def _shared_analysis(self, video_url: str) -> HeadSwapAnalysis:
         """One analyze call per distinct video_url; every job with that URL waits for it."""
@@ -596,7 +633,7 @@ class Batch:
             while len(self._analyses) > ANALYSIS_CACHE_SIZE:
                 self._analyses.popitem(last=False)
             try:
-                async with self._create_limiter:
+                async with _Held(self._create_limiter):
                     analysis = await self._client.head_swap.analyze(video_url)
                 share.outcome = await self._await_terminal(
                     analysis.id, "analysis", self._client.head_swap.get_analysis
@@ -636,6 +673,16 @@ class Batch:
             raise value
         return value
 
+    def _done(self, running: _Running, value: Any) -> None:
+        """A watched job reached its end (terminal result, or an error such as a deadline)."""
+        outcome = self._outcome_for(running.key, running.request, running.task_id, value)
+        journal = self._journal
+        if journal is None and (self._downloader is None or not outcome.ok):
+            self._emit(outcome, running.handle, "running")
+        else:
+            assert self._tg is not None
+            self._tg.start_soon(self._finish_async, journal, outcome, value, running.handle)
+
     def _outcome_for(self, key: str, request: Request, task_id: str, value: Any) -> Outcome:
         if isinstance(value, AkoolError):
             return Outcome(key=key, job=request, error=value, task_id=task_id)
@@ -650,17 +697,18 @@ class Batch:
 
     # -- outcomes -------------------------------------------------------------------------
 
-    def _emit(self, outcome: Outcome, handle: JobHandle | None) -> None:
+    def _emit(self, outcome: Outcome, handle: JobHandle | None, source: str | None) -> None:
+        """Deliver a job's one outcome; ``source`` is the state it leaves (None: none)."""
         self._outstanding -= 1
         if outcome.ok:
             credits = getattr(outcome.result, "credits", None)
             if isinstance(credits, (int, float)):
                 self._credits += credits
-            self._bump("completed", +1)
+            self._move(source, "completed")
         elif isinstance(outcome.error, SubmissionUncertainError):
-            self._bump("uncertain", +1)
+            self._move(source, "uncertain")
         else:
-            self._bump("failed", +1)
+            self._move(source, "failed")
         if handle is not None:
             handle._outcome = outcome
             handle._token = self._queue.put(handle)
@@ -693,8 +741,13 @@ class Batch:
 
     # -- progress -------------------------------------------------------------------------
 
-    def _bump(self, state: str, delta: int) -> None:
-        self._counts[state] += delta
+    def _move(self, source: str | None, target: str | None) -> None:
+        """One job changes state: both counts move together, then progress hears of it."""
+        counts = self._counts
+        if source is not None:
+            counts[source] -= 1
+        if target is not None:
+            counts[target] += 1
         if self._progress is not None:
             self._progress(self.stats)
 
@@ -711,6 +764,62 @@ class Batch:
             uncertain=c["uncertain"],
             credits=self._credits,
         )
+
+
+class _Running:
+    """A created job while the scheduler polls it; called once with its terminal value.
+
+    One small object per job instead of a closure (a function, its cells and their tuple):
+    ten thousand running jobs are ten thousand of these.
+    """
+
+    __slots__ = ("batch", "handle", "key", "request", "task_id")
+
+    def __init__(
+        self, batch: Batch, key: str, request: Request, task_id: str, handle: JobHandle | None
+    ) -> None:
+        self.batch = batch
+        self.key = key
+        self.request = request
+        self.task_id = task_id
+        self.handle = handle
+
+    def __call__(self, value: Any) -> None:
+        self.batch._done(self, value)
+
+
+async def _acquire(semaphore: anyio.Semaphore) -> None:
+    """``semaphore.acquire()`` without its event-loop turn when a token is free.
+
+    anyio's ``acquire()`` always checkpoints; on the hot path of every job that turn costs
+    more than the rest of the bookkeeping. The slow path still waits (and checkpoints).
+    """
+    try:
+        semaphore.acquire_nowait()
+    except anyio.WouldBlock:
+        await semaphore.acquire()
+
+
+class _Held:
+    """``async with limiter`` that skips anyio's shielded checkpoint when a token is free.
+
+    Same bound, same borrower (the current task); only the extra event-loop turn of
+    ``CapacityLimiter.acquire()`` is saved on the uncontended path.
+    """
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release()
 
 
 def _size_bucket(request: Request) -> tuple[str, int]:

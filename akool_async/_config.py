@@ -44,7 +44,8 @@ def _positive_int(_inst: object, attr: attrs.Attribute[int], value: int) -> None
 class Timeouts:
     """Per-request timeouts (seconds).
 
-    - ``connect`` (10 s): establishing a TCP+TLS connection, including waiting for a pool slot.
+    - ``connect`` (10 s): waiting for a free pooled connection, and then (separately)
+      establishing a new TCP+TLS connection when the pool has none open.
     - ``read`` (30 s): the longest silence allowed while reading a response.
     - ``total`` (60 s): one request from start to last byte. Akool answers creates within a
       few seconds; a minute means something is wrong and the retry policy should decide.

@@ -2,9 +2,12 @@
 
 Each watched id is an entry ``(due, seq, watch)`` in a heap. One driver task sleeps until
 the earliest due time (or until a new, earlier entry arrives), takes a send slot from the
-shared :class:`~akool_async._pacing.Pacer` (the polls-per-second budget of every job in the
-batch), and starts a short-lived task for that single GET. Ten thousand jobs in flight are
-ten thousand small objects in a heap, not ten thousand timers.
+shared :class:`~akool_async._pacing.Pacer` if one is set (a batch leaves pacing to its
+client), and hands the id to one of ``max_concurrent_polls`` long-lived poll workers over an
+unbuffered memory object stream: when every worker is busy the driver waits, so polls in
+flight are bounded and the heap keeps its order. An id that is due at once while a worker
+is idle skips the heap and goes straight to that worker. Ten thousand jobs in flight are ten
+thousand small objects in a heap, not ten thousand timers, and no task is spawned per poll.
 
 Intervals per id:
 
@@ -33,6 +36,7 @@ from typing import Any
 
 import anyio
 import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._clock import Clock
 from ._config import PollPolicy
@@ -136,8 +140,12 @@ class PollScheduler:
         self._seq = itertools.count()
         # The driver's current wait; cancelling it wakes the driver (an earlier entry arrived).
         self._wait_scope: anyio.CancelScope | None = None
-        # A semaphore, not a CapacityLimiter: the driver acquires, the poll task releases.
-        self._limiter = anyio.Semaphore(max_concurrent_polls)
+        if max_concurrent_polls < 1:
+            raise ValueError(f"max_concurrent_polls must be >= 1, got {max_concurrent_polls!r}")
+        self._workers = max_concurrent_polls
+        # Driver -> workers, opened by run(). Unbuffered: send_nowait succeeds only when a
+        # worker is idle and waiting, so nothing ever queues beyond what the workers take.
+        self._to_workers: MemoryObjectSendStream[Watch] | None = None
         self._on_throttle = on_throttle
         self._by_id: dict[str, Watch] = {}
         self.polls_sent = 0
@@ -235,11 +243,30 @@ class PollScheduler:
     def _schedule(self, w: Watch, due: float) -> None:
         if w.deadline is not None and due > w.deadline:
             due = w.deadline
+        w.gen += 1  # any older heap entry of this id is now stale
+        if (
+            self.pacer is None
+            and not w.in_flight
+            and due <= self.clock.monotonic()
+            and self._hand_off(w)
+        ):
+            return
         earliest = self._heap[0][0] if self._heap else math.inf
-        w.gen += 1
         heapq.heappush(self._heap, (due, next(self._seq), w.gen, w))
         if due < earliest and self._wait_scope is not None:
             self._wait_scope.cancel()
+
+    def _hand_off(self, w: Watch) -> bool:
+        """Give ``w`` to an idle worker now; False when every worker is busy."""
+        send = self._to_workers
+        if send is None:
+            return False
+        try:
+            send.send_nowait(w)
+        except anyio.WouldBlock:
+            return False
+        w.in_flight = True
+        return True
 
     def _finish(self, w: Watch, outcome: Any) -> None:
         w.done = True
@@ -247,34 +274,42 @@ class PollScheduler:
         w.on_done(outcome)
 
     async def run(self) -> None:
-        """Drive the heap forever (until cancelled)."""
-        async with anyio.create_task_group() as tg:
-            while True:
-                if not self._heap:
-                    await self._wait_for_wakeup(math.inf)
-                    continue
-                due, _, gen, w = self._heap[0]
-                if w.done or gen != w.gen:
-                    heapq.heappop(self._heap)
-                    continue
-                now = self.clock.monotonic()
-                if due > now:
-                    await self._wait_for_wakeup(due - now)
-                    continue
+        """Drive the heap and the poll workers forever (until cancelled)."""
+        send, receive = anyio.create_memory_object_stream[Watch](0)
+        with send, receive:
+            self._to_workers = send
+            try:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(self._workers):
+                        tg.start_soon(self._worker, receive)
+                    await self._drive(send)
+            finally:
+                self._to_workers = None
+
+    async def _drive(self, send: MemoryObjectSendStream[Watch]) -> None:
+        while True:
+            if not self._heap:
+                await self._wait_for_wakeup(math.inf)
+                continue
+            due, _, gen, w = self._heap[0]
+            if w.done or gen != w.gen:
                 heapq.heappop(self._heap)
-                if w.in_flight:  # one poll per id at a time; poll again when it returns
-                    w.urgent = True
+                continue
+            now = self.clock.monotonic()
+            if due > now:
+                await self._wait_for_wakeup(due - now)
+                continue
+            heapq.heappop(self._heap)
+            if w.in_flight:  # one poll per id at a time; poll again when it returns
+                w.urgent = True
+                continue
+            if self.pacer is not None:
+                await self.pacer.acquire()
+                if w.done or gen != w.gen or w.in_flight:  # finished or moved meanwhile
                     continue
-                if w.deadline is not None and now >= w.deadline:
-                    self._finish(w, self._timeout_error(w))
-                    continue
-                if self.pacer is not None:
-                    await self.pacer.acquire()
-                await self._limiter.acquire()
-                if self._by_id.get(w.task_id) is not w:  # a webhook finished it meanwhile
-                    self._limiter.release()
-                    continue
-                tg.start_soon(self._poll_once, w)
+            if not self._hand_off(w):
+                w.in_flight = True
+                await send.send(w)  # every worker busy: wait for one
 
     async def _wait_for_wakeup(self, seconds: float) -> None:
         # Sleep through the injected clock (tests and compressed benchmarks control time),
@@ -289,13 +324,22 @@ class PollScheduler:
             finally:
                 self._wait_scope = None
 
-    async def _poll_once(self, w: Watch) -> None:
-        w.in_flight = True
-        try:
-            await self._poll_body(w)
-        finally:
-            w.in_flight = False
-            self._limiter.release()
+    async def _worker(self, receive: MemoryObjectReceiveStream[Watch]) -> None:
+        while True:
+            try:
+                # The fast path takes a watch without an event-loop turn.
+                w = receive.receive_nowait()
+            except anyio.WouldBlock:
+                w = await receive.receive()
+            try:
+                if w.done or self._by_id.get(w.task_id) is not w:
+                    continue  # a webhook (or cancel) finished it on the way
+                if w.deadline is not None and self.clock.monotonic() >= w.deadline:
+                    self._finish(w, self._timeout_error(w))
+                    continue
+                await self._poll_body(w)
+            finally:
+                w.in_flight = False
 
     async def _poll_body(self, w: Watch) -> None:
         self.polls_sent += 1

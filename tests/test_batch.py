@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -191,6 +192,60 @@ async def test_a_slow_consumer_slows_intake() -> None:
         await ninth_pulled.wait()  # consuming one outcome admitted exactly one more job
         await anyio.wait_all_tasks_blocked()
         assert pulled == 9
+
+
+async def test_intake_stays_a_bounded_queue_ahead_of_the_create_workers() -> None:
+    """While every create is stuck, intake pulls the workers' jobs plus `concurrency` more."""
+    pulled = 0
+
+    async def endless() -> AsyncIterator[akool.CharacterSwap]:
+        nonlocal pulled
+        i = 0
+        while True:
+            pulled += 1
+            yield char(i)
+            i += 1
+
+    # Creates hang far longer than the test: the workers stay busy, the queue stays full.
+    async with (
+        fast_sim(latency={"character_swap.create": 3600.0}) as sim,
+        client_for(sim) as client,
+        client.batch(endless(), concurrency=3, max_in_flight=1000) as batch,
+    ):
+        await anyio.wait_all_tasks_blocked()
+        queued_ahead = pulled
+        stats = batch.stats
+        # Leaving the block cancels the stuck creates and the waiting intake.
+    # 3 jobs inside the create workers, 3 waiting for them: not 1000 (max_in_flight).
+    assert queued_ahead == 6
+    assert stats.submitting == 3
+    assert stats.pending == 3
+
+
+async def test_progress_moves_each_job_between_states_atomically() -> None:
+    """Every progress snapshot accounts for every job started so far, never one less."""
+    totals: list[int] = []
+
+    def progress(s: akool.BatchStats) -> None:
+        totals.append(
+            s.pending + s.submitting + s.running + s.completed + s.failed + s.uncertain
+        )
+
+    failing = akool.CharacterSwap(
+        "https://example.com/img/f.png", "https://example.com/video/f.mp4?duration=5&fail=1"
+    )
+    jobs = [*(char(i) for i in range(10)), failing]
+    async with (
+        fast_sim() as sim,
+        client_for(sim) as client,
+        client.batch(jobs, concurrency=4, progress=progress) as outcomes,
+    ):
+        got = [o async for o in outcomes]
+    assert len(got) == 11
+    assert not all(o.ok for o in got)  # the failing job went through a failure state too
+    # A job enters (+1) once; every later change moves it, so the total never dips.
+    assert all(b - a in (0, 1) for a, b in itertools.pairwise(totals))
+    assert totals[-1] == 11
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])

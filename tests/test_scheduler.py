@@ -341,3 +341,73 @@ async def test_scheduler_complete_from_outside_stops_polling() -> None:
     assert sched._heap == []
     assert got == [FakeResult(TaskStatus.COMPLETED)]
     assert polled == []
+
+
+async def test_polls_in_flight_never_exceed_the_worker_pool() -> None:
+    """Twenty ids due at once are polled by at most max_concurrent_polls workers, once each."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=0.0, factor=1.5, max_interval=0.01, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=False)
+    sched = PollScheduler(policy, clock, max_concurrent_polls=3)
+    in_flight = peak = 0
+    polled: list[str] = []
+    release = anyio.Event()
+    done: list[str] = []
+    all_done = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        polled.append(task_id)
+        await release.wait()
+        in_flight -= 1
+        return FakeResult(TaskStatus.COMPLETED)
+
+    def on_done(value: object) -> None:
+        done.append("x")
+        if len(done) == 20:
+            all_done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sched.run)
+        for i in range(20):
+            sched.watch(f"t{i}", kind="k", poll=poll, on_done=on_done)
+        await anyio.wait_all_tasks_blocked()
+        assert in_flight == 3  # the pool is full; the other 17 wait in the heap
+        release.set()
+        await all_done.wait()
+        tg.cancel_scope.cancel()
+    assert peak == 3
+    assert sorted(polled) == sorted(f"t{i}" for i in range(20))  # exactly one poll each
+
+
+async def test_poll_now_during_a_poll_polls_again_right_after_it() -> None:
+    """A webhook nudge that arrives mid-poll is not lost: the id is polled again at once."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=5.0, factor=1.5, max_interval=60.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=False)
+    sched = PollScheduler(policy, clock)
+    times: list[float] = []
+    first_poll_started = anyio.Event()
+    release = anyio.Event()
+    finished = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        times.append(clock.now)
+        if len(times) == 1:
+            first_poll_started.set()
+            await release.wait()
+            return FakeResult(TaskStatus.PROCESSING)
+        return FakeResult(TaskStatus.COMPLETED)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sched.run)
+        sched.watch("a", kind="k", poll=poll, on_done=lambda _v: finished.set())
+        await first_poll_started.wait()
+        assert sched.poll_now("a")  # the task finished remotely while we were asking
+        release.set()
+        await finished.wait()
+        tg.cancel_scope.cancel()
+    # The second poll follows the first at once, not after the 7.5 s backoff step.
+    assert times == [5.0, 5.0]

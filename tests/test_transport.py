@@ -294,3 +294,39 @@ async def test_request_before_open_and_after_close() -> None:
     await t.aclose()
     with pytest.raises(ClientStateError):
         await t.request("GET", "/x")
+
+
+async def test_requests_beyond_the_pool_wait_their_turn_and_all_complete() -> None:
+    """Eight concurrent requests over a two-connection pool: two at a time, all answered."""
+    in_flight = peak = 0
+    two_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight == 2:
+            two_in.set()
+        await release.wait()
+        in_flight -= 1
+        return web.Response(body=b"{}")
+
+    statuses: list[int] = []
+
+    async def one(t: Transport) -> None:
+        statuses.append((await t.request("GET", "/x")).status)
+
+    async with (
+        web_server(handler) as url,
+        transport(url, limits=Limits(max_connections=2)) as t,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(8):
+            tg.start_soon(one, t)
+        await two_in.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert in_flight == 2
+        release.set()
+    assert statuses == [200] * 8
+    assert peak == 2
