@@ -27,6 +27,7 @@ Shape of a batch (all tasks live in ONE anyio task group owned by the batch)::
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import math
@@ -48,6 +49,7 @@ from ._errors import (
     ClientStateError,
     FaceMappingError,
     RateLimitError,
+    ResponseError,
     SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
@@ -170,20 +172,22 @@ class _OutcomeQueue:
     backend that only awaits handles never accumulates anything.
     """
 
-    __slots__ = ("_closed", "_items", "_seq", "_wakeup")
+    __slots__ = ("_closed", "_items", "_seq", "_waiter")
 
     def __init__(self) -> None:
         self._items: collections.OrderedDict[int, Outcome | JobHandle] = (
             collections.OrderedDict()
         )
         self._seq = 0
-        self._wakeup = anyio.Event()
+        # The consumer's wait: a bare asyncio future (one per empty-queue wait; an anyio
+        # Event costs several times more and this is on every job's path).
+        self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
     def put(self, item: Outcome | JobHandle) -> int:
         self._seq += 1
         self._items[self._seq] = item
-        self._wakeup.set()
+        self._wake()
         return self._seq
 
     def discard(self, token: int) -> None:
@@ -191,14 +195,22 @@ class _OutcomeQueue:
 
     def close(self) -> None:
         self._closed = True
-        self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def get(self) -> Outcome | JobHandle:
         while not self._items:
             if self._closed:
                 raise anyio.EndOfStream
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
         return self._items.popitem(last=False)[1]
 
     def __len__(self) -> int:
@@ -468,6 +480,18 @@ class Batch:
                 await self._journal_rejected(journal, key, err)
             self._emit(Outcome(key=key, job=request, error=err), handle, "pending")
             return
+        if self._scheduler.is_watching(task_id):
+            # Akool answered two creates with one task id: this job's task cannot be told
+            # apart from the other's. Never resend it; say so instead of hanging forever.
+            clash = SubmissionUncertainError(
+                f"Akool returned task id {task_id} for this job and for another job of this "
+                "batch; this job's own task (if any) cannot be identified and was not resent",
+                request=request,
+                task_id=task_id,
+            )
+            outcome = Outcome(key=key, job=request, error=clash, task_id=task_id)
+            self._emit(outcome, handle, "pending")
+            return
         self._move("pending", "running")
         is_head = isinstance(request, HeadSwap)
         resource: Any = self._client.head_swap if is_head else self._client.character_swap
@@ -666,6 +690,11 @@ class Batch:
             box.append(value)
             done.set()
 
+        if self._scheduler.is_watching(task_id):
+            raise ResponseError(
+                f"Akool returned {kind} id {task_id} that this batch already waits for",
+                task_id=task_id,
+            )
         self._scheduler.watch(task_id, kind=kind, poll=poll, on_done=on_done)
         await done.wait()
         value = box[0]

@@ -3,9 +3,9 @@
 Each watched id is an entry ``(due, seq, watch)`` in a heap. One driver task sleeps until
 the earliest due time (or until a new, earlier entry arrives), takes a send slot from the
 shared :class:`~akool_async._pacing.Pacer` if one is set (a batch leaves pacing to its
-client), and hands the id to one of ``max_concurrent_polls`` long-lived poll workers over an
-unbuffered memory object stream: when every worker is busy the driver waits, so polls in
-flight are bounded and the heap keeps its order. An id that is due at once while a worker
+client), and hands the id straight to one of ``max_concurrent_polls`` long-lived poll
+workers that is idle: when every worker is busy the driver waits, so polls in flight are
+bounded and the heap keeps its order. An id that is due at once while a worker
 is idle skips the heap and goes straight to that worker. Ten thousand jobs in flight are ten
 thousand small objects in a heap, not ten thousand timers, and no task is spawned per poll.
 
@@ -25,6 +25,7 @@ the poll that saw it finished: the true end lies in that window.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import heapq
 import itertools
@@ -36,7 +37,6 @@ from typing import Any
 
 import anyio
 import attrs
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._clock import Clock
 from ._config import PollPolicy
@@ -143,9 +143,16 @@ class PollScheduler:
         if max_concurrent_polls < 1:
             raise ValueError(f"max_concurrent_polls must be >= 1, got {max_concurrent_polls!r}")
         self._workers = max_concurrent_polls
-        # Driver -> workers, opened by run(). Unbuffered: send_nowait succeeds only when a
-        # worker is idle and waiting, so nothing ever queues beyond what the workers take.
-        self._to_workers: MemoryObjectSendStream[Watch] | None = None
+        # Idle workers, each waiting on its own future for the next watch. A hand-off sets
+        # one future: no queue between driver and workers, so nothing is taken beyond what
+        # idle workers can poll. (Bare asyncio futures: anyio's memory streams cost several
+        # times more per hand-off, and the SDK runs on aiohttp, i.e. on asyncio, anyway.)
+        self._idle: deque[asyncio.Future[Watch]] = deque()
+        # The driver parks on this future when the heap is empty (woken by _schedule) or
+        # when a due watch finds no idle worker (woken by the next worker to go idle).
+        self._poke: asyncio.Future[None] | None = None
+        self._wants_work = False
+        self._wants_worker = False
         self._on_throttle = on_throttle
         self._by_id: dict[str, Watch] = {}
         self.polls_sent = 0
@@ -164,7 +171,13 @@ class PollScheduler:
         webhook: bool = False,
         started: float | None = None,
     ) -> Watch:
-        """Start polling ``task_id``; ``deadline`` is absolute on the scheduler's clock."""
+        """Start polling ``task_id``; ``deadline`` is absolute on the scheduler's clock.
+
+        Raises ValueError if ``task_id`` is already watched: two watchers of one id would
+        silently orphan the first (its job would never get an outcome).
+        """
+        if task_id in self._by_id:
+            raise ValueError(f"task {task_id} is already being watched")
         now = self.clock.monotonic()
         w = Watch(
             task_id=task_id,
@@ -179,6 +192,10 @@ class PollScheduler:
         self._by_id[task_id] = w
         self._schedule(w, now + self._first_delay(w))
         return w
+
+    def is_watching(self, task_id: str) -> bool:
+        """True while ``task_id`` is being polled."""
+        return task_id in self._by_id
 
     def complete(self, task_id: str, outcome: Any) -> bool:
         """Finish a watched id from outside (a webhook event); False if not watched."""
@@ -253,20 +270,34 @@ class PollScheduler:
             return
         earliest = self._heap[0][0] if self._heap else math.inf
         heapq.heappush(self._heap, (due, next(self._seq), w.gen, w))
-        if due < earliest and self._wait_scope is not None:
-            self._wait_scope.cancel()
+        if due < earliest:
+            if self._wait_scope is not None:
+                self._wait_scope.cancel()
+            elif self._wants_work:
+                self._wake_driver()
 
     def _hand_off(self, w: Watch) -> bool:
         """Give ``w`` to an idle worker now; False when every worker is busy."""
-        send = self._to_workers
-        if send is None:
-            return False
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():  # a worker cancelled at shutdown leaves a done future
+                waiter.set_result(w)
+                w.in_flight = True
+                return True
+        return False
+
+    def _wake_driver(self) -> None:
+        poke = self._poke
+        if poke is not None and not poke.done():
+            poke.set_result(None)
+
+    async def _park_driver(self) -> None:
+        self._poke = poke = asyncio.get_running_loop().create_future()
         try:
-            send.send_nowait(w)
-        except anyio.WouldBlock:
-            return False
-        w.in_flight = True
-        return True
+            await poke
+        finally:
+            self._poke = None
 
     def _finish(self, w: Watch, outcome: Any) -> None:
         w.done = True
@@ -275,41 +306,50 @@ class PollScheduler:
 
     async def run(self) -> None:
         """Drive the heap and the poll workers forever (until cancelled)."""
-        send, receive = anyio.create_memory_object_stream[Watch](0)
-        with send, receive:
-            self._to_workers = send
-            try:
-                async with anyio.create_task_group() as tg:
-                    for _ in range(self._workers):
-                        tg.start_soon(self._worker, receive)
-                    await self._drive(send)
-            finally:
-                self._to_workers = None
+        async with anyio.create_task_group() as tg:
+            for _ in range(self._workers):
+                tg.start_soon(self._worker)
+            await self._drive()
 
-    async def _drive(self, send: MemoryObjectSendStream[Watch]) -> None:
+    async def _drive(self) -> None:
         while True:
-            if not self._heap:
-                await self._wait_for_wakeup(math.inf)
+            w, gen = await self._next_due()
+            if self.pacer is not None:
+                await self.pacer.acquire()
+            while not self._hand_off(w):
+                if w.done or w.in_flight or gen != w.gen:
+                    break  # finished, polled or rescheduled while we waited
+                # Every worker is busy: wait for the next one to go idle.
+                self._wants_worker = True
+                try:
+                    await self._park_driver()
+                finally:
+                    self._wants_worker = False
+
+    async def _next_due(self) -> tuple[Watch, int]:
+        """Pop the next live watch once it is due (waiting as long as needed)."""
+        heap = self._heap
+        while True:
+            if not heap:
+                self._wants_work = True
+                try:
+                    await self._park_driver()
+                finally:
+                    self._wants_work = False
                 continue
-            due, _, gen, w = self._heap[0]
+            due, _, gen, w = heap[0]
             if w.done or gen != w.gen:
-                heapq.heappop(self._heap)
+                heapq.heappop(heap)
                 continue
             now = self.clock.monotonic()
             if due > now:
                 await self._wait_for_wakeup(due - now)
                 continue
-            heapq.heappop(self._heap)
+            heapq.heappop(heap)
             if w.in_flight:  # one poll per id at a time; poll again when it returns
                 w.urgent = True
                 continue
-            if self.pacer is not None:
-                await self.pacer.acquire()
-                if w.done or gen != w.gen or w.in_flight:  # finished or moved meanwhile
-                    continue
-            if not self._hand_off(w):
-                w.in_flight = True
-                await send.send(w)  # every worker busy: wait for one
+            return w, gen
 
     async def _wait_for_wakeup(self, seconds: float) -> None:
         # Sleep through the injected clock (tests and compressed benchmarks control time),
@@ -324,13 +364,22 @@ class PollScheduler:
             finally:
                 self._wait_scope = None
 
-    async def _worker(self, receive: MemoryObjectReceiveStream[Watch]) -> None:
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            waiter: asyncio.Future[Watch] = loop.create_future()
+            self._idle.append(waiter)
+            if self._wants_worker:
+                self._wake_driver()
             try:
-                # The fast path takes a watch without an event-loop turn.
-                w = receive.receive_nowait()
-            except anyio.WouldBlock:
-                w = await receive.receive()
+                w = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    # Handed a watch just as we were cancelled: give it back.
+                    lost = waiter.result()
+                    lost.in_flight = False
+                    self._schedule(lost, self.clock.monotonic())
+                raise
             try:
                 if w.done or self._by_id.get(w.task_id) is not w:
                     continue  # a webhook (or cancel) finished it on the way

@@ -344,3 +344,29 @@ async def test_chaos_2000_jobs_one_outcome_each_and_no_duplicate_create() -> Non
     assert kinds["SubmissionUncertainError"] > 0
     # Most jobs still complete: faults are retried wherever retrying cannot pay twice.
     assert sum(1 for o in got if o.ok) > 1000, kinds
+
+
+async def test_a_task_id_answered_twice_fails_the_second_job_instead_of_hanging() -> None:
+    """If Akool gives two creates one task id, the second job is uncertain, not lost."""
+    # Tasks that never finish within the test: the first job is surely still being polled
+    # when the second create returns the same id.
+    forever = {"character_swap": Duration(queue=10**9, process=0.0)}
+    async with fast_sim(durations=forever) as sim, client_for(sim) as client:
+        new_id = sim._new_id
+        ids: list[str] = []
+
+        def repeat_the_first_swap_id() -> str:
+            # Each create draws two ids (the task's, then an internal one): give the second
+            # task the first task's id.
+            ids.append(ids[0] if len(ids) == 2 else new_id())
+            return ids[-1]
+
+        sim._new_id = repeat_the_first_swap_id  # type: ignore[method-assign]
+        async with client.batch([char(0), char(1)], concurrency=1) as outcomes:
+            first = await outcomes.__anext__()
+            stats = outcomes.stats
+    assert ids[0] == ids[2]
+    assert first.key == "1"
+    assert isinstance(first.error, akool.SubmissionUncertainError)
+    assert first.task_id == ids[0]
+    assert stats.running == 1  # job "0" is still polled under its (genuine) id

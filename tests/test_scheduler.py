@@ -411,3 +411,18 @@ async def test_poll_now_during_a_poll_polls_again_right_after_it() -> None:
         tg.cancel_scope.cancel()
     # The second poll follows the first at once, not after the 7.5 s backoff step.
     assert times == [5.0, 5.0]
+
+
+def test_watching_an_id_twice_is_refused() -> None:
+    """A second watch of a live id raises instead of orphaning the first watcher."""
+    sched = PollScheduler(PollPolicy(), LogicalClock())
+
+    async def poll(task_id: str) -> FakeResult:
+        raise AssertionError("never polled")
+
+    sched.watch("a", kind="k", poll=poll, on_done=lambda _v: None)
+    assert sched.is_watching("a")
+    with pytest.raises(ValueError, match="already being watched"):
+        sched.watch("a", kind="k", poll=poll, on_done=lambda _v: None)
+    sched.cancel("a")
+    assert not sched.is_watching("a")

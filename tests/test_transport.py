@@ -25,7 +25,7 @@ from akool_async._errors import (
     ResponseError,
     TransportError,
 )
-from akool_async._transport import Transport
+from akool_async._transport import Transport, _Gate
 
 pytestmark = pytest.mark.anyio
 
@@ -330,3 +330,53 @@ async def test_requests_beyond_the_pool_wait_their_turn_and_all_complete() -> No
         release.set()
     assert statuses == [200] * 8
     assert peak == 2
+
+
+async def test_gate_serves_waiters_in_order_and_times_out_without_a_slot() -> None:
+    """Released slots go to the oldest waiter; a waiter with no slot in time gets False."""
+    gate = _Gate(1)
+    assert gate.try_acquire()
+    assert not gate.try_acquire()
+    order: list[str] = []
+
+    async def wait(name: str) -> None:
+        if await gate.acquire(30.0):
+            order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait, "first")
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(wait, "second")
+        await anyio.wait_all_tasks_blocked()
+        gate.release()
+        await anyio.wait_all_tasks_blocked()
+        gate.release()
+    assert order == ["first", "second"]
+    assert await gate.acquire(0.001) is False  # "second" still holds the only slot
+
+
+async def test_gate_cancelled_waiters_never_leak_a_slot() -> None:
+    """A waiter cancelled in the queue, or just after a slot was handed to it, frees it."""
+    gate = _Gate(1)
+    assert gate.try_acquire()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(gate.acquire, 30.0)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()  # cancelled while queued
+    gate.release()
+    assert gate.try_acquire()  # the slot came back to the pool, not to the dead waiter
+
+    async def use_like_a_request() -> None:
+        if await gate.acquire(30.0):
+            try:
+                await anyio.sleep_forever()
+            finally:
+                gate.release()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(use_like_a_request)
+        await anyio.wait_all_tasks_blocked()
+        gate.release()  # handed to the waiter ...
+        tg.cancel_scope.cancel()  # ... which is cancelled before it runs
+    assert gate.try_acquire()
+    assert not gate.try_acquire()
