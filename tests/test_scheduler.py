@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections import Counter
 from collections.abc import Callable
 
 import anyio
@@ -21,7 +22,11 @@ pytestmark = pytest.mark.anyio
 
 
 class LogicalClock:
-    """A clock whose sleep advances logical time instantly (then yields to the loop)."""
+    """A clock whose sleep advances logical time instantly, once every other task waits.
+
+    Waiting for the other tasks first keeps work that is already due (a poll handed to a
+    worker, say) at the instant it was due instead of after the sleeper's jump.
+    """
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -33,6 +38,7 @@ class LogicalClock:
         return 1_700_000_000.0 + self.now
 
     async def sleep(self, seconds: float) -> None:
+        await anyio.wait_all_tasks_blocked()
         self.now += max(0.0, seconds)
         await anyio.lowlevel.checkpoint()
 
@@ -426,3 +432,62 @@ def test_watching_an_id_twice_is_refused() -> None:
         sched.watch("a", kind="k", poll=poll, on_done=lambda _v: None)
     sched.cancel("a")
     assert not sched.is_watching("a")
+
+
+async def test_a_cold_burst_probes_with_a_few_jobs_and_detects_every_job_on_time() -> None:
+    """With no completed job yet, polls that other jobs' evidence covers are skipped."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=1.0, factor=2.0, max_interval=1000.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=True)
+    sched = PollScheduler(policy, clock, max_concurrent_polls=8)
+    n, duration = 100, 50.0  # cold polls at 1, 3, 7, 15, 31, then 63 finds every job done
+    polls: Counter[str] = Counter()
+    detected: dict[str, float] = {}
+    all_done = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        polls[task_id] += 1
+        finished = clock.now >= duration
+        return FakeResult(TaskStatus.COMPLETED if finished else TaskStatus.PROCESSING)
+
+    def on_done_for(task_id: str) -> Callable[[object], None]:
+        def on_done(_value: object) -> None:
+            detected[task_id] = clock.now
+            if len(detected) == n:
+                all_done.set()
+        return on_done
+
+    for i in range(n):
+        sched.watch(f"t{i}", kind="k", poll=poll, on_done=on_done_for(f"t{i}"))
+    await _run_scheduler(sched, clock, all_done)
+    assert set(detected.values()) == {63.0}  # skipping never delayed a detection
+    assert sum(polls.values()) < n * 6 // 2  # polling all six steps would cost 600
+    assert min(polls.values()) == 1  # most jobs were polled only once, when it mattered
+    assert max(polls.values()) == 6  # the probes polled every step
+
+
+async def test_poll_now_is_never_skipped_as_a_cold_probe() -> None:
+    """A webhook nudge polls the id even when cold-start evidence says it is running."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=10.0, factor=2.0, max_interval=1000.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=True)
+    sched = PollScheduler(policy, clock)
+    est = sched.estimator
+    for j in range(40):  # forty other jobs of the kind were seen running at age 100
+        est.seen_running(("k", None), None, 100.0 + j)
+    polled = anyio.Event()
+    finished = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        polled.set()
+        return FakeResult(TaskStatus.COMPLETED)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sched.run)
+        sched.watch("a", kind="k", poll=poll, on_done=lambda _v: finished.set())
+        assert est.cold_and_covered(("k", None), 0.0)
+        assert sched.poll_now("a")
+        await finished.wait()
+        tg.cancel_scope.cancel()
+    assert polled.is_set()
+    assert clock.now == 0.0  # polled at once, not after the (skippable) cold steps
