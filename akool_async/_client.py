@@ -466,6 +466,68 @@ class AkoolClient:
         """
         transport = self._open_transport()
         clock = self._clock
+        pacer = self._get_pacer if idempotent else self._create_pacer
+        started = clock.monotonic()
+        first: AkoolError | None = None
+        headers = self._headers
+        if headers is not None:
+            # Fast path (API key): the first try inline, without the retry machinery's
+            # closures and frames (every I/O wake-up resumes the whole await chain); a
+            # failure goes to the retry policy exactly as if it had been its first try.
+            await pacer.acquire()
+            try:
+                raw = await transport.request(
+                    method, path, params=params, json=json, headers=headers
+                )
+                data = decode_response(
+                    raw.status,
+                    raw.headers,
+                    raw.body,
+                    method=method,
+                    path=path,
+                    now_wall=clock.wall(),
+                    task_id=task_id,
+                )
+            except RateLimitError as err:
+                self._throttled(err.retry_after)
+                first = err
+            except AkoolError as err:
+                pacer.succeeded()  # failed, but not throttled: no rate signal
+                first = err
+            else:
+                pacer.succeeded()
+                return data
+        return await self._request_retrying(
+            transport,
+            pacer,
+            method,
+            path,
+            params=params,
+            json=json,
+            idempotent=idempotent,
+            create_request=create_request,
+            task_id=task_id,
+            first=first,
+            started=started,
+        )
+
+    async def _request_retrying(
+        self,
+        transport: Transport,
+        pacer: Pacer,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        json: Any,
+        idempotent: bool,
+        create_request: object,
+        task_id: str | None,
+        first: AkoolError | None,
+        started: float,
+    ) -> dict[str, Any]:
+        """The general path: bearer tokens (refreshed once on 1101) and the retry policy."""
+        clock = self._clock
         refreshed = False
 
         async def attempt() -> dict[str, Any]:
@@ -507,8 +569,6 @@ class AkoolClient:
                 task_id=task_id,
             )
 
-        pacer = self._get_pacer if idempotent else self._create_pacer
-
         async def paced_attempt() -> dict[str, Any]:
             await pacer.acquire()
             try:
@@ -530,6 +590,8 @@ class AkoolClient:
                 rng=self._rng,
                 create_request=create_request,
                 idempotent=idempotent,
+                first_error=first,
+                started=started,
             )
         except _TokenFailure as carrier:
             err = carrier.error

@@ -174,6 +174,8 @@ async def retry_call(
     create_request: object = None,
     idempotent: bool | None = None,
     on_retry: Callable[[int, AkoolError, float], None] | None = None,
+    first_error: AkoolError | None = None,
+    started: float | None = None,
 ) -> T:
     """Await ``fn()`` until it succeeds or the policy says stop.
 
@@ -188,43 +190,50 @@ async def retry_call(
     ``RateLimitError.retry_after`` longer than ``policy.max_retry_after`` fails at once;
     a shorter one is honoured as the minimum sleep. ``on_retry(attempt, err, delay)`` is
     called before each sleep (``attempt`` counts tries made so far).
+
+    ``first_error`` (with ``started``, the clock reading before that try) is the failure of
+    a first try the caller already made inline: it is judged exactly as if ``fn()`` had
+    raised it, so a fast path can skip this machinery until something goes wrong.
     """
     is_create = create_request is not None if idempotent is None else not idempotent
-    start = clock.monotonic()
+    start = clock.monotonic() if started is None else started
     attempt = 0
+    pending = first_error
     while True:
-        try:
-            return await fn()
-        except AkoolError as err:  # noqa: PERF203 - the retry loop is the point; try is free
-            attempt += 1
-            if is_create:
-                if not create_may_retry(err):
-                    if create_outcome_uncertain(err):
-                        raise _uncertain(err, create_request) from err
-                    raise
-            elif not err.retryable:
-                raise
-            if attempt >= policy.attempts:
-                raise
-            delay = backoff_delay(
-                attempt - 1, initial=policy.initial, cap=policy.max_delay, rng=rng
+        if pending is not None:
+            err, pending = pending, None
+        else:
+            try:
+                return await fn()
+            except AkoolError as caught:
+                err = caught
+        attempt += 1
+        if is_create:
+            if not create_may_retry(err):
+                if create_outcome_uncertain(err):
+                    raise _uncertain(err, create_request) from err
+                raise err
+        elif not err.retryable:
+            raise err
+        if attempt >= policy.attempts:
+            raise err
+        delay = backoff_delay(attempt - 1, initial=policy.initial, cap=policy.max_delay, rng=rng)
+        if isinstance(err, RateLimitError) and err.retry_after is not None:
+            if err.retry_after > policy.max_retry_after:
+                raise err
+            delay = max(delay, err.retry_after)
+        if clock.monotonic() - start + delay > policy.timeout:
+            raise err
+        if on_retry is not None:
+            on_retry(attempt, err, delay)
+        elif _logger.isEnabledFor(logging.DEBUG):
+            _logger.debug(
+                "retrying %s %s after %s (try %d of %d) in %.3f s",
+                err.method,
+                err.path,
+                type(err).__name__,
+                attempt,
+                policy.attempts,
+                delay,
             )
-            if isinstance(err, RateLimitError) and err.retry_after is not None:
-                if err.retry_after > policy.max_retry_after:
-                    raise
-                delay = max(delay, err.retry_after)
-            if clock.monotonic() - start + delay > policy.timeout:
-                raise
-            if on_retry is not None:
-                on_retry(attempt, err, delay)
-            elif _logger.isEnabledFor(logging.DEBUG):
-                _logger.debug(
-                    "retrying %s %s after %s (try %d of %d) in %.3f s",
-                    err.method,
-                    err.path,
-                    type(err).__name__,
-                    attempt,
-                    policy.attempts,
-                    delay,
-                )
-            await clock.sleep(delay)
+        await clock.sleep(delay)

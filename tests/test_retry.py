@@ -386,3 +386,39 @@ async def test_retry_sleeps_respect_policy(attempts: int, seed: int) -> None:
     assert calls[0] <= attempts
     assert sum(clock.sleeps) <= 2.0
     assert all(0 <= s <= 1.0 for s in clock.sleeps)
+
+
+async def test_a_first_error_from_an_inline_try_counts_as_the_first_attempt() -> None:
+    """first_error is judged like fn()'s own failure: it uses up one attempt and its sleep."""
+    clock = StepClock()
+    fn, calls = failing([ServerError(str(i)) for i in range(10)])
+    with pytest.raises(ServerError, match="2"):
+        await retry_call(
+            fn,
+            policy=POLICY,
+            clock=clock,
+            rng=random.Random(1),
+            first_error=ServerError("inline"),
+            started=clock.now,
+        )
+    assert calls[0] == POLICY.attempts - 1  # the inline try was the first of four
+    assert len(clock.sleeps) == POLICY.attempts - 1
+
+
+async def test_an_ambiguous_inline_create_failure_is_never_resent() -> None:
+    """A create whose inline first try timed out after sending is uncertain; fn never runs."""
+    clock = StepClock()
+    fn, calls = failing([])
+    request = object()
+    with pytest.raises(SubmissionUncertainError) as info:
+        await retry_call(
+            fn,
+            policy=POLICY,
+            clock=clock,
+            rng=random.Random(1),
+            create_request=request,
+            first_error=RequestTimeoutError("lost"),
+        )
+    assert calls[0] == 0
+    assert info.value.request is request
+    assert clock.sleeps == []
