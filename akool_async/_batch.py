@@ -454,9 +454,11 @@ class Batch:
         deadline = None if self._deadline is None else self._clock.monotonic() + self._deadline
         journal = self._journal
         task_id: str | None = None
+        known_analysis: str | None = None
         try:
             if journal is not None:
                 record = await self._journal_begin(journal, key, request)
+                known_analysis = record.analysis_id
                 if record.state is JobState.COMPLETED or record.state is JobState.FAILED:
                     outcome = await self._replayed(journal, key, request, record)
                     self._emit(outcome, handle, "pending")
@@ -469,7 +471,10 @@ class Batch:
                         raise uncertain
             if task_id is None:
                 if isinstance(request, HeadSwap):
-                    analysis = await self._shared_analysis(request.video_url)
+                    analysis = await self._shared_analysis(request.video_url, known_analysis)
+                    if journal is not None and analysis.id != known_analysis:
+                        # A resumed run reuses it instead of analysing the video again.
+                        await journal.set_analysis_id(key, analysis.id)
                     detected = analysis.obj_ids
                     missing = [f.obj_id for f in request.faces if f.obj_id not in detected]
                     if missing:
@@ -649,19 +654,30 @@ class Batch:
         finally:
             self._move("submitting", "pending")
 
-    async def _shared_analysis(self, video_url: str) -> HeadSwapAnalysis:
-        """One analyze call per distinct video_url; every job with that URL waits for it."""
+    async def _shared_analysis(
+        self, video_url: str, known_id: str | None = None
+    ) -> HeadSwapAnalysis:
+        """One analyze call per distinct video_url; every job with that URL waits for it.
+
+        ``known_id``: an analysis of this video recorded by an earlier run (journal); it is
+        fetched and reused if it still exists and succeeded, else the video is analysed anew.
+        """
         share = self._analyses.get(video_url)
         if share is None:
             share = self._analyses[video_url] = _AnalysisShare()
             while len(self._analyses) > ANALYSIS_CACHE_SIZE:
                 self._analyses.popitem(last=False)
+            head_swap = self._client.head_swap
             try:
-                async with _Held(self._create_limiter):
-                    analysis = await self._client.head_swap.analyze(video_url)
-                share.outcome = await self._await_terminal(
-                    analysis.id, "analysis", self._client.head_swap.get_analysis
-                )
+                reused = None if known_id is None else await self._reusable(known_id, video_url)
+                if reused is not None:
+                    share.outcome = reused
+                else:
+                    async with _Held(self._create_limiter):
+                        analysis = await head_swap.analyze(video_url)
+                    share.outcome = await self._await_terminal(
+                        analysis.id, "analysis", head_swap.get_analysis
+                    )
             except AkoolError as err:
                 share.outcome = err
             finally:
@@ -680,6 +696,21 @@ class Batch:
                 task_id=outcome.id,
             )
         return outcome
+
+    async def _reusable(self, analysis_id: str, video_url: str) -> HeadSwapAnalysis | None:
+        """The earlier run's analysis if it finished well for this very URL, else None."""
+        try:
+            analysis: HeadSwapAnalysis = await self._await_terminal(
+                analysis_id, "analysis", self._client.head_swap.get_analysis
+            )
+        except AkoolError as err:
+            _logger.info("analysis %s from the journal is unusable (%s): analysing again",
+                         analysis_id, type(err).__name__)
+            return None
+        if analysis.status is not TaskStatus.COMPLETED or analysis.video_url != video_url:
+            return None
+        _logger.debug("reusing analysis %s of %s from the journal", analysis_id, video_url)
+        return analysis
 
     async def _await_terminal(self, task_id: str, kind: str, poll: Any) -> Any:
         """Wait (through the scheduler) for a terminal value of ``task_id``."""

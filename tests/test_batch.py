@@ -6,13 +6,14 @@ import itertools
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import anyio
 import pytest
 
 import akool_async as akool
 from akool_async._converters import analyze_to_wire
-from akool_async.testing import AkoolSimulator, Duration
+from akool_async.testing import AkoolSimulator, Duration, Fault, FaultPlan
 
 pytestmark = pytest.mark.anyio
 
@@ -370,3 +371,22 @@ async def test_a_task_id_answered_twice_fails_the_second_job_instead_of_hanging(
     assert isinstance(first.error, akool.SubmissionUncertainError)
     assert first.task_id == ids[0]
     assert stats.running == 1  # job "0" is still polled under its (genuine) id
+
+
+async def test_a_rerun_reuses_the_journaled_analysis_instead_of_analysing_again(
+    tmp_path: Path,
+) -> None:
+    """A head swap rejected after its analysis is resent by a rerun without a new analyze."""
+    # The first create is refused for credit (a definite rejection: nothing was created).
+    plan = FaultPlan(scripts={"head_swap.create": [Fault(kind="code", code=1104)]})
+    db = tmp_path / "run.db"
+    async with fast_sim(faults=plan) as sim:
+        async with client_for(sim) as client, client.batch([head(0)], journal=db) as outcomes:
+            first = [o async for o in outcomes]
+        async with client_for(sim) as client, client.batch([head(0)], journal=db) as outcomes:
+            second = [o async for o in outcomes]
+        requests = sim.stats.requests
+    assert isinstance(first[0].error, akool.InsufficientCreditError)
+    assert second[0].ok
+    assert requests["head_swap.analyze"] == 1  # the rerun fetched the recorded analysis
+    assert requests["head_swap.create"] == 2
