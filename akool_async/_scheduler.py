@@ -18,6 +18,10 @@ Intervals per id:
   stays a small fraction of a job's duration whatever its length, with a few polls per job.
 - Webhook-backed ids poll only every ``reconcile_interval``: the webhook completes them; the
   slow poll is the safety net for a webhook that never arrives.
+- Young kinds (fewer than ``COLD_EVIDENCE`` completed jobs): a due poll is skipped, as a
+  step taken without a request, when enough other jobs of the kind were observed at that
+  age or beyond and almost none had finished by it. The first jobs probe; the rest follow
+  their evidence. ``poll_now()`` and webhook-backed ids are never skipped.
 
 A job's observed duration is taken as the midpoint between its last non-terminal poll and
 the poll that saw it finished: the true end lies in that window.
@@ -56,13 +60,16 @@ ADAPTIVE_FIRST_QUANTILE = 0.25
 ADAPTIVE_LAG = 0.15
 #: Durations remembered per bucket (a sliding window: the service's speed drifts).
 ESTIMATOR_WINDOW = 256
-#: Cold start: while a bucket has no completed job yet, a due poll is skipped (and counts
-#: as a backoff step) when at least this many other jobs of the bucket were already seen
-#: still running at that age or older. By the rule of three, fewer than 3/COLD_EVIDENCE
-#: (10 %) of jobs can be finishing that early (95 % confidence), so the poll would almost
-#: surely find the job running; a burst of 1,000 jobs then pays for about 30-60 probes per
-#: backoff step instead of 1,000.
+#: Young buckets (fewer completed jobs than this): a due poll is skipped, and counts as a
+#: backoff step, when the bucket's own evidence says it would almost surely find the job
+#: still running: at least COLD_EVIDENCE jobs were observed at that age or beyond (seen
+#: running at it or later, or finished by it), and under COLD_DONE_FRACTION of them had
+#: finished by it. With no finished job at all, the rule of three bounds the fraction that
+#: can be finishing that early below 3/COLD_EVIDENCE (10 %, 95 % confidence). A burst of
+#: 1,000 new jobs then pays for about one worker pool of probes per step, not 1,000 polls.
 COLD_EVIDENCE = 30
+#: See COLD_EVIDENCE: the largest observed fraction finished by an age that still skips.
+COLD_DONE_FRACTION = 0.05
 
 
 class DurationEstimator:
@@ -100,13 +107,17 @@ class DurationEstimator:
         """How many durations the bucket holds."""
         return len(self._sorted.get(bucket, ()))
 
+    def young(self, bucket: Hashable) -> bool:
+        """True while the bucket has fewer than :data:`COLD_EVIDENCE` completed jobs."""
+        return len(self._sorted.get(bucket, ())) < COLD_EVIDENCE
+
     def seen_running(self, bucket: Hashable, before: float | None, age: float | None) -> None:
         """A job of ``bucket`` last seen running at ``before`` is now seen at ``age``.
 
         ``age`` None drops the job's evidence (it finished or is no longer watched). Kept
-        only while the bucket is cold: once durations exist they are the better guide.
+        only while the bucket is young: later, its durations are the better guide.
         """
-        if len(self._sorted.get(bucket, ())) >= ADAPTIVE_MIN_SAMPLES:
+        if not self.young(bucket):
             self._running.pop(bucket, None)
             return
         values = self._running.setdefault(bucket, [])
@@ -119,15 +130,19 @@ class DurationEstimator:
         elif not values:
             del self._running[bucket]
 
-    def cold_and_covered(self, bucket: Hashable, age: float) -> bool:
-        """True when the bucket has no estimate yet and :data:`COLD_EVIDENCE` jobs were
-        seen running at ``age`` or older (a poll at ``age`` would almost surely be wasted)."""
-        values = self._running.get(bucket)
-        if not values or len(values) < COLD_EVIDENCE:
+    def probably_running(self, bucket: Hashable, age: float) -> bool:
+        """True when the young bucket's evidence says a job of age ``age`` is almost surely
+        still running (see :data:`COLD_EVIDENCE`): a poll now would be wasted."""
+        running = self._running.get(bucket)
+        if not running:
             return False
-        if len(self._sorted.get(bucket, ())) >= ADAPTIVE_MIN_SAMPLES:
+        durations = self._sorted.get(bucket, ())
+        if len(durations) >= COLD_EVIDENCE:
             return False
-        return len(values) - bisect.bisect_left(values, age) >= COLD_EVIDENCE
+        still = len(running) - bisect.bisect_left(running, age)
+        finished = bisect.bisect_right(durations, age) if durations else 0
+        seen = still + finished
+        return seen >= COLD_EVIDENCE and finished < COLD_DONE_FRACTION * seen
 
 
 @attrs.define(eq=False, slots=True)
@@ -407,12 +422,12 @@ class PollScheduler:
                 and not w.forced
                 and not w.webhook
                 and (w.deadline is None or now < w.deadline)
-                and self.estimator.cold_and_covered(w.bucket, now - w.started)
+                and self.estimator.probably_running(w.bucket, now - w.started)
             ):
-                # Enough jobs of this kind were seen running at this age or older: this
-                # poll would almost surely be wasted. Take the backoff step without it.
-                # Stepping from the due time (not from now) keeps a skipped job on the same
-                # grid of instants as the probes that were actually sent.
+                # Enough jobs of this kind were observed at this age or beyond and almost
+                # none had finished: this poll would almost surely be wasted. Take the step
+                # without it, from the due time (not from now), so a skipped job stays on
+                # the grid of instants the probes were sent at.
                 w.polls += 1
                 self._schedule(w, due + self._next_delay(w, due))
                 continue
@@ -496,8 +511,8 @@ class PollScheduler:
         if self.policy.adaptive and not w.webhook:
             age = now - w.started
             self.estimator.seen_running(w.bucket, w.running_age, age)
-            # Recorded only while the bucket is cold (the estimator drops warm buckets).
-            w.running_age = age if self.estimator.samples(w.bucket) < ADAPTIVE_MIN_SAMPLES else None
+            # Recorded only while the bucket is young (the estimator drops the others).
+            w.running_age = age if self.estimator.young(w.bucket) else None
         self._reschedule(w, None)
 
     def _reschedule(self, w: Watch, at_least: float | None) -> None:

@@ -485,9 +485,29 @@ async def test_poll_now_is_never_skipped_as_a_cold_probe() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(sched.run)
         sched.watch("a", kind="k", poll=poll, on_done=lambda _v: finished.set())
-        assert est.cold_and_covered(("k", None), 0.0)
+        assert est.probably_running(("k", None), 0.0)
         assert sched.poll_now("a")
         await finished.wait()
         tg.cancel_scope.cancel()
     assert polled.is_set()
     assert clock.now == 0.0  # polled at once, not after the (skippable) cold steps
+
+
+def test_young_kind_evidence_skips_only_while_almost_none_finished_by_that_age() -> None:
+    """A poll counts as wasted when <5 % of 30+ jobs seen at that age had finished by it."""
+    est = DurationEstimator()
+    bucket = ("k", None)
+    for j in range(40):  # forty jobs seen still running at ages 100-139
+        est.seen_running(bucket, None, 100.0 + j)
+    assert est.probably_running(bucket, 60.0)  # nobody finished: a poll at 60 is wasted
+    est.observe(bucket, 50.0)
+    assert est.probably_running(bucket, 60.0)  # 1 of 41 finished by 60 (2.4 %)
+    for _ in range(4):
+        est.observe(bucket, 55.0)
+    assert not est.probably_running(bucket, 60.0)  # 5 of 45 (11 %): worth polling
+    assert est.probably_running(bucket, 40.0)  # ... but nobody was done by 40
+    assert not est.probably_running(bucket, 150.0)  # no evidence that old
+    for _ in range(30):
+        est.observe(bucket, 90.0)
+    assert not est.young(bucket)
+    assert not est.probably_running(bucket, 40.0)  # durations now guide polling instead
