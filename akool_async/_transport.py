@@ -159,7 +159,8 @@ class Transport:
         gate = self._gate
         if not gate.try_acquire():  # no event-loop turn when a connection is free
             wait = min(self._timeouts.connect, self._timeouts.total)
-            if not await gate.acquire(wait):
+            # Reads (polls) before writes (creates): see _Gate.
+            if not await gate.acquire(wait, first=method == "GET"):
                 # The pool wait counts against the connect timeout, as it did in aiohttp.
                 raise ConnectError(
                     f"timed out after {wait:g} s waiting for a free connection "
@@ -217,33 +218,37 @@ class Transport:
 
 
 class _Gate:
-    """A FIFO counting semaphore with a timed wait, on bare asyncio futures.
+    """A counting semaphore with a timed wait and two FIFO queues, on bare asyncio futures.
 
     Requests queue here for a pooled connection. anyio's Semaphore plus a cancel scope per
     timed wait cost several times more than one future and one timer handle, and this wait
     is on the hot path of every batch that has more requests ready than connections.
-    A slot is handed straight to the oldest waiter on release (no barging).
+    A slot is handed straight to the oldest waiter on release (no barging), ``first``
+    waiters before the others: polls go before creates, so a saturated batch finishes the
+    jobs it started before it starts more (fewer jobs in flight, results sooner).
     """
 
-    __slots__ = ("_free", "_waiters")
+    __slots__ = ("_first", "_free", "_waiters")
 
     def __init__(self, slots: int) -> None:
         self._free = slots
+        self._first: collections.deque[asyncio.Future[bool]] = collections.deque()
         self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody is queued for it."""
-        if self._free > 0 and not self._waiters:
+        if self._free > 0 and not self._waiters and not self._first:
             self._free -= 1
             return True
         return False
 
     # A timer handle, not anyio.fail_after: the cancel scope is the cost this class avoids.
-    async def acquire(self, timeout: float) -> bool:  # noqa: ASYNC109
+    async def acquire(self, timeout: float, *, first: bool = False) -> bool:  # noqa: ASYNC109
         """Wait up to ``timeout`` seconds for a slot; False if none came in time."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiters.append(waiter)
+        queue = self._first if first else self._waiters
+        queue.append(waiter)
         timer = loop.call_later(timeout, _expire, waiter)
         try:
             return await waiter
@@ -253,19 +258,20 @@ class _Gate:
                 self.release()
             else:
                 with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
+                    queue.remove(waiter)
             raise
         finally:
             timer.cancel()
 
     def release(self) -> None:
-        """Return a slot: to the oldest live waiter, else to the pool."""
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(True)
-                return
+        """Return a slot: to the oldest live ``first`` waiter, else the oldest other one,
+        else to the pool."""
+        for waiters in (self._first, self._waiters):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(True)
+                    return
         self._free += 1
 
 

@@ -11,6 +11,7 @@ import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import pytest
@@ -380,3 +381,24 @@ async def test_gate_cancelled_waiters_never_leak_a_slot() -> None:
         tg.cancel_scope.cancel()  # ... which is cancelled before it runs
     assert gate.try_acquire()
     assert not gate.try_acquire()
+
+
+async def test_gate_serves_reads_before_earlier_queued_writes() -> None:
+    """A released slot goes to a waiting poll before an older waiting create."""
+    gate = _Gate(1)
+    assert gate.try_acquire()
+    order: list[str] = []
+
+    async def wait(name: str, *, first: bool) -> None:
+        if await gate.acquire(30.0, first=first):
+            order.append(name)
+            gate.release()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(wait, "create", first=False))
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(partial(wait, "poll", first=True))
+        await anyio.wait_all_tasks_blocked()
+        gate.release()
+    assert order == ["poll", "create"]
+    assert gate.try_acquire()  # every slot came back
