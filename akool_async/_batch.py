@@ -432,6 +432,8 @@ class Batch:
                         key, request, handle = await todo.receive()
                     except anyio.EndOfStream:
                         return
+                except anyio.EndOfStream:
+                    return
                 self._queued -= 1
                 room = self._room
                 # Wake intake only once half the queue is drained: one wake per refill of
