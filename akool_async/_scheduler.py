@@ -47,6 +47,7 @@ from ._config import PollPolicy
 from ._errors import AkoolError, RateLimitError, WaitTimeoutError
 from ._models import TaskStatus
 from ._pacing import Pacer
+from ._retry import poll_delay
 
 __all__ = ["DurationEstimator", "PollScheduler", "Watch"]
 
@@ -305,20 +306,20 @@ class PollScheduler:
             aim = self.estimator.quantile(w.bucket, ADAPTIVE_FIRST_QUANTILE)
             if aim is not None:
                 return self._jitter(aim)
-        return self._jitter(self.policy.initial)
+        return poll_delay(0, self.policy, self._rng)
 
     def _next_delay(self, w: Watch, now: float) -> float:
         p = self.policy
         if w.webhook:
             return self._jitter(p.reconcile_interval)
-        backoff = min(p.max_interval, p.initial * p.factor**w.polls)
         aim = self.estimator.quantile(w.bucket, ADAPTIVE_FIRST_QUANTILE) if p.adaptive else None
         if aim is not None:
             elapsed = now - w.started
             # Before the expected end, jump to it; after, follow the elapsed time so the lag
             # stays a fixed fraction of the job's duration.
             return self._jitter(min(p.max_interval, max(aim - elapsed, elapsed * ADAPTIVE_LAG)))
-        return self._jitter(backoff)
+        # The plain backoff (pure maths in _retry, overflow-safe for days-long jobs).
+        return poll_delay(w.polls, p, self._rng)
 
     # -- the driver -----------------------------------------------------------------------
 

@@ -511,3 +511,17 @@ def test_young_kind_evidence_skips_only_while_almost_none_finished_by_that_age()
         est.observe(bucket, 90.0)
     assert not est.young(bucket)
     assert not est.probably_running(bucket, 40.0)  # durations now guide polling instead
+
+
+def test_backoff_stays_at_its_cap_for_a_job_polled_thousands_of_times() -> None:
+    """After ~1,750 polls factor**n overflows a float; the delay must stay max_interval."""
+    policy = PollPolicy(initial=5.0, factor=1.5, max_interval=60.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=False)
+    sched = PollScheduler(policy, LogicalClock())
+
+    async def poll(task_id: str) -> FakeResult:
+        raise AssertionError("never polled")
+
+    w = sched.watch("a", kind="k", poll=poll, on_done=lambda _v: None)
+    w.polls = 5_000  # a job running for days at the 60 s cap
+    assert sched._next_delay(w, 0.0) == 60.0
