@@ -638,7 +638,7 @@ class Batch:
                             key, resubmit_uncertain=self._resubmit_uncertain
                         )
                     try:
-                        task = await resource.create(request)
+                        task_id: str = await resource._create_id(request)
                     except RateLimitError as err:
                         # 429/1005 prove no task was created: safe to send again. The
                         # client's pacer has slowed down; the next attempt waits its turn.
@@ -649,8 +649,8 @@ class Batch:
                     if journal is not None:
                         # The id is paid for: record it even if we are being cancelled.
                         with anyio.CancelScope(shield=True):
-                            await journal.mark_created(key, str(task.id))
-                return str(task.id)
+                            await journal.mark_created(key, task_id)
+                return task_id
             assert last is not None
             raise last
         finally:

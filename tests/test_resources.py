@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 
 from akool_async._client import AkoolClient
 from akool_async._config import PollPolicy, RetryPolicy
+from akool_async._converters import structure_character_swap_task
 from akool_async._errors import (
     FaceMappingError,
     InvalidParameterError,
     NotFoundError,
+    SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
     WaitTimeoutError,
@@ -34,6 +36,7 @@ from akool_async._models import (
     HeadSwapTask,
     TaskStatus,
 )
+from akool_async._resources import created_id, structure_created
 from akool_async.testing import CHARACTER_SWAP_RATES, AkoolSimulator
 
 pytestmark = pytest.mark.anyio
@@ -318,3 +321,17 @@ async def test_random_invalid_arguments_send_nothing(
         with pytest.raises(ValidationError):
             await client.head_swap.wait("a" * 24, deadline=deadline)  # type: ignore[arg-type]
     assert simulator.stats.total_requests == 0
+
+
+def test_created_id_needs_only_the_id_and_keeps_create_safety_without_one() -> None:
+    """A batch reads a create answer's ``_id`` alone; with no id it is still uncertain."""
+    odd = {"_id": "689174694b4dbdd4ab3d28c9", "status": "not-a-status", "create_time": "?"}
+    where = {"request": object(), "method": "POST", "path": "/create"}
+    assert created_id(structure_character_swap_task, odd, **where) == odd["_id"]
+    # The full model cannot be built from that answer: create() reports it as uncertain.
+    with pytest.raises(SubmissionUncertainError) as full:
+        structure_created(structure_character_swap_task, odd, **where)
+    assert full.value.task_id == odd["_id"]
+    with pytest.raises(SubmissionUncertainError) as none:
+        created_id(structure_character_swap_task, {"status": 1}, **where)
+    assert none.value.request is where["request"]

@@ -12,7 +12,14 @@ from akool_async._converters import (
 from akool_async._errors import ValidationError
 from akool_async._models import CharacterSwap, CharacterSwapResult, CharacterSwapTask
 
-from . import check_deadline, check_id, structure_created, structure_polled, wait_terminal
+from . import (
+    check_deadline,
+    check_id,
+    created_id,
+    structure_created,
+    structure_polled,
+    wait_terminal,
+)
 
 if TYPE_CHECKING:
     from akool_async._client import AkoolClient
@@ -52,6 +59,20 @@ class CharacterSwapResource:
             create_request=req,
         )
         return structure_created(
+            structure_character_swap_task, data, request=req, method="POST", path=CREATE_PATH
+        )
+
+    async def _create_id(self, req: CharacterSwap) -> str:
+        """Like :meth:`create` (same request, retries and create safety), returning only the
+        new task's id: what a batch needs (see ``created_id``)."""
+        data = await self._client._request(
+            "POST",
+            CREATE_PATH,
+            json=character_swap_to_wire(req),
+            idempotent=False,
+            create_request=req,
+        )
+        return created_id(
             structure_character_swap_task, data, request=req, method="POST", path=CREATE_PATH
         )
 

@@ -20,7 +20,14 @@ from akool_async._models import (
     _url_problem,
 )
 
-from . import check_deadline, check_id, structure_created, structure_polled, wait_terminal
+from . import (
+    check_deadline,
+    check_id,
+    created_id,
+    structure_created,
+    structure_polled,
+    wait_terminal,
+)
 
 if TYPE_CHECKING:
     from akool_async._client import AkoolClient
@@ -122,6 +129,20 @@ class HeadSwapResource:
             create_request=req,
         )
         return structure_created(
+            structure_head_swap_task, data, request=req, method="POST", path=CREATE_PATH
+        )
+
+    async def _create_id(self, req: HeadSwap) -> str:
+        """Like :meth:`create` (same request, retries and create safety), returning only the
+        new task's id: what a batch needs (see ``created_id``)."""
+        data = await self._client._request(
+            "POST",
+            CREATE_PATH,
+            json=head_swap_to_wire(req),
+            idempotent=False,
+            create_request=req,
+        )
+        return created_id(
             structure_head_swap_task, data, request=req, method="POST", path=CREATE_PATH
         )
 
