@@ -9,6 +9,7 @@ clock, so tens of thousands of tasks cost no timers; webhooks go through one bac
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import heapq
 import json
@@ -300,11 +301,19 @@ def _url_hash(url: str) -> int:
     return int.from_bytes(hashlib.sha256(url.encode()).digest()[:8], "big")
 
 
-def _query_hook(url: str, name: str) -> str | None:
+@functools.lru_cache(maxsize=4096)
+def _query(url: str) -> Mapping[str, list[str]] | None:
+    # Cached: a create reads up to three hooks of the same URL, and a batch often reuses
+    # one source video. The mapping is shared, so callers only read it.
     try:
-        values = parse_qs(urlsplit(url).query).get(name)
+        return parse_qs(urlsplit(url).query)
     except ValueError:
         return None
+
+
+def _query_hook(url: str, name: str) -> str | None:
+    query = _query(url)
+    values = query.get(name) if query is not None else None
     return values[-1] if values else None
 
 
