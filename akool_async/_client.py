@@ -52,7 +52,7 @@ from ._net import is_loopback_host
 from ._pacing import Pacer, share_cut
 from ._resources import CharacterSwapResource, HeadSwapResource
 from ._retry import retry_call
-from ._transport import Transport
+from ._transport import RawResponse, Transport
 
 if TYPE_CHECKING:
     from .webhooks import WebhookReceiver
@@ -479,15 +479,7 @@ class AkoolClient:
                 raw = await transport.request(
                     method, path, params=params, json=json, headers=headers
                 )
-                data = decode_response(
-                    raw.status,
-                    raw.headers,
-                    raw.body,
-                    method=method,
-                    path=path,
-                    now_wall=clock.wall(),
-                    task_id=task_id,
-                )
+                data = self._decode(raw, method, path, task_id)
             except RateLimitError as err:
                 self._throttled(err.retry_after)
                 first = err
@@ -539,15 +531,7 @@ class AkoolClient:
             )
             raw = await transport.request(method, path, params=params, json=json, headers=headers)
             try:
-                return decode_response(
-                    raw.status,
-                    raw.headers,
-                    raw.body,
-                    method=method,
-                    path=path,
-                    now_wall=clock.wall(),
-                    task_id=task_id,
-                )
+                return self._decode(raw, method, path, task_id)
             except AuthenticationError as err:
                 # 1101 proves the request was rejected (nothing created): with a token,
                 # refresh it once per call and send the same request again.
@@ -559,15 +543,7 @@ class AkoolClient:
             stale = headers
             headers = await _token_or_carrier(lambda: self._refresh_bearer(stale))
             raw = await transport.request(method, path, params=params, json=json, headers=headers)
-            return decode_response(
-                raw.status,
-                raw.headers,
-                raw.body,
-                method=method,
-                path=path,
-                now_wall=clock.wall(),
-                task_id=task_id,
-            )
+            return self._decode(raw, method, path, task_id)
 
         async def paced_attempt() -> dict[str, Any]:
             await pacer.acquire()
@@ -602,6 +578,19 @@ class AkoolClient:
                 err.task_id = task_id
             _scrub(err, self._secrets())
             raise
+
+    def _decode(
+        self, raw: RawResponse, method: str, path: str, task_id: str | None
+    ) -> dict[str, Any]:
+        return decode_response(
+            raw.status,
+            raw.headers,
+            raw.body,
+            method=method,
+            path=path,
+            now_wall=self._clock.wall(),
+            task_id=task_id,
+        )
 
     def _throttled(self, retry_after: float | None) -> None:
         # The limit is per key across endpoints: a throttled poll slows creates too.

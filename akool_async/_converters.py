@@ -343,15 +343,15 @@ def _register_structure(cls: type) -> None:
     converter.register_structure_hook(cls, make_dict_structure_fn(cls, converter, **overrides))
 
 
-for _cls in (
-    DetectedPerson,
+_MODELS = (
     VideoInfo,
     CharacterSwapTask,
     CharacterSwapResult,
     HeadSwapAnalysis,
     HeadSwapTask,
     HeadSwapResult,
-):
+)
+for _cls in (DetectedPerson, *_MODELS):
     _register_structure(_cls)
 
 _PEOPLE = tuple[DetectedPerson, ...]
@@ -359,16 +359,7 @@ _PEOPLE = tuple[DetectedPerson, ...]
 # The structure hooks, looked up once: ``converter.structure`` would dispatch on the class
 # again for every response. Every hook is registered above, so nothing here goes stale.
 _HOOKS: Mapping[Any, Callable[[Any, Any], Any]] = {
-    cls: converter.get_structure_hook(cls)
-    for cls in (
-        _PEOPLE,
-        VideoInfo,
-        CharacterSwapTask,
-        CharacterSwapResult,
-        HeadSwapAnalysis,
-        HeadSwapTask,
-        HeadSwapResult,
-    )
+    cls: converter.get_structure_hook(cls) for cls in (_PEOPLE, *_MODELS)
 }
 
 

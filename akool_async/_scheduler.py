@@ -440,10 +440,7 @@ class PollScheduler:
         with anyio.CancelScope() as scope:
             self._wait_scope = scope
             try:
-                if math.isinf(seconds):
-                    await anyio.sleep_forever()
-                else:
-                    await self.clock.sleep(seconds)
+                await self.clock.sleep(seconds)
             finally:
                 self._wait_scope = None
 

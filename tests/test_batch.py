@@ -41,6 +41,15 @@ def head(i: int, video: int | None = None, faces: dict[int, str] | None = None) 
     )
 
 
+async def endless(pulled: Counter[str]) -> AsyncIterator[akool.CharacterSwap]:
+    """Character swaps without end, counting in ``pulled["jobs"]`` how many were taken."""
+    i = 0
+    while True:
+        pulled["jobs"] += 1
+        yield char(i)
+        i += 1
+
+
 def client_for(sim: AkoolSimulator, **kw: object) -> akool.AkoolClient:
     """An SDK client pointed at the simulator with time compressed like the simulator's."""
     return akool.AkoolClient(
@@ -142,26 +151,18 @@ async def test_concurrency_cap_is_never_exceeded_server_side() -> None:
 
 async def test_intake_is_lazy_for_an_endless_input() -> None:
     """An endless async generator is pulled only as far as in-flight capacity allows."""
-    pulled = 0
-
-    async def endless() -> AsyncIterator[akool.CharacterSwap]:
-        nonlocal pulled
-        i = 0
-        while True:
-            pulled += 1
-            yield char(i)
-            i += 1
+    pulled: Counter[str] = Counter()
 
     async with fast_sim() as sim, client_for(sim) as client:
         consumed = 0
-        async with client.batch(endless(), concurrency=3, max_in_flight=6) as outcomes:
+        async with client.batch(endless(pulled), concurrency=3, max_in_flight=6) as outcomes:
             async for outcome in outcomes:
                 assert outcome.ok
                 consumed += 1
                 if consumed == 25:
                     break
     # Each consumed outcome frees one slot; at most max_in_flight more were pulled.
-    assert 25 <= pulled <= 25 + 6
+    assert 25 <= pulled["jobs"] <= 25 + 6
 
 
 async def test_a_slow_consumer_slows_intake() -> None:
@@ -197,24 +198,16 @@ async def test_a_slow_consumer_slows_intake() -> None:
 
 async def test_intake_stays_a_bounded_queue_ahead_of_the_create_workers() -> None:
     """While every create is stuck, intake pulls the workers' jobs plus `concurrency` more."""
-    pulled = 0
-
-    async def endless() -> AsyncIterator[akool.CharacterSwap]:
-        nonlocal pulled
-        i = 0
-        while True:
-            pulled += 1
-            yield char(i)
-            i += 1
+    pulled: Counter[str] = Counter()
 
     # Creates hang far longer than the test: the workers stay busy, the queue stays full.
     async with (
         fast_sim(latency={"character_swap.create": 3600.0}) as sim,
         client_for(sim) as client,
-        client.batch(endless(), concurrency=3, max_in_flight=1000) as batch,
+        client.batch(endless(pulled), concurrency=3, max_in_flight=1000) as batch,
     ):
         await anyio.wait_all_tasks_blocked()
-        queued_ahead = pulled
+        queued_ahead = pulled["jobs"]
         stats = batch.stats
         # Leaving the block cancels the stuck creates and the waiting intake.
     # 3 jobs inside the create workers, 3 waiting for them: not 1000 (max_in_flight).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from akool_async._converters import (
     analyze_to_wire,
@@ -121,27 +121,25 @@ class HeadSwapResource:
             raise ValidationError(
                 "request", f"must be an akool_async.HeadSwap (got {type(req).__name__})"
             )
-        data = await self._client._request(
+        data = await self._send_create(req)
+        return structure_created(
+            structure_head_swap_task, data, request=req, method="POST", path=CREATE_PATH
+        )
+
+    async def _send_create(self, req: HeadSwap) -> dict[str, Any]:
+        """POST the create: retried only on proof that no task exists (see _request)."""
+        return await self._client._request(
             "POST",
             CREATE_PATH,
             json=head_swap_to_wire(req),
             idempotent=False,
             create_request=req,
-        )
-        return structure_created(
-            structure_head_swap_task, data, request=req, method="POST", path=CREATE_PATH
         )
 
     async def _create_id(self, req: HeadSwap) -> str:
         """Like :meth:`create` (same request, retries and create safety), returning only the
         new task's id: what a batch needs (see ``created_id``)."""
-        data = await self._client._request(
-            "POST",
-            CREATE_PATH,
-            json=head_swap_to_wire(req),
-            idempotent=False,
-            create_request=req,
-        )
+        data = await self._send_create(req)
         return created_id(
             structure_head_swap_task, data, request=req, method="POST", path=CREATE_PATH
         )
