@@ -46,9 +46,13 @@ class Timeouts:
 
     - ``connect`` (10 s): waiting for a free pooled connection, and then (separately)
       establishing a new TCP+TLS connection when the pool has none open.
-    - ``read`` (30 s): the longest silence allowed while reading a response.
-    - ``total`` (60 s): one request from start to last byte. Akool answers creates within a
-      few seconds; a minute means something is wrong and the retry policy should decide.
+    - ``read`` (30 s): how long to wait for an answer. An API answer is a few hundred
+      bytes that arrive together, so an API call must end within ``connect + read`` of
+      its start (and within ``total``): one timer per call, where a per-chunk silence
+      timer cost three (aiohttp re-arms it on every read). Downloads stream large files:
+      for them ``read`` is the longest silence allowed between two chunks.
+    - ``total`` (60 s): one API call from start to last byte. Akool answers creates within
+      a few seconds; a minute means something is wrong and the retry policy should decide.
     """
 
     connect: float = attrs.field(default=10.0, validator=_positive)

@@ -22,6 +22,7 @@ import collections
 import contextlib
 import json as _json
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -97,7 +98,11 @@ class Transport:
         # aiohttp's connector each waiter has already built its request and timers, and a
         # batch (64 creates + 64 polls on 64 connections) spent a large share of its CPU
         # there. Waiting here is one future, and lets polls go before creates (_Gate).
-        self._gate = _Gate(min(limits.max_connections, limits.max_connections_per_host))
+        # The wait counts against the connect timeout, as it did in aiohttp.
+        self._gate = _Gate(
+            min(limits.max_connections, limits.max_connections_per_host),
+            min(timeouts.connect, timeouts.total),
+        )
 
     @property
     def base_url(self) -> str:
@@ -109,6 +114,11 @@ class Transport:
         if self._session is not None:
             raise ClientStateError("the transport is already open")
         t = self._timeouts
+        # API answers are small and arrive together: one deadline per call (connect + read,
+        # within total) instead of aiohttp's per-chunk read timer, which re-arms a timer
+        # handle on every read and cost ~8 % of a request's CPU in benchmark B1. Downloads
+        # set their own per-chunk timeout (see _download).
+        budget = min(t.total, t.connect + t.read)
         connector = aiohttp.TCPConnector(
             limit=self._limits.max_connections,
             limit_per_host=self._limits.max_connections_per_host,
@@ -116,7 +126,7 @@ class Transport:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.read),
+            timeout=aiohttp.ClientTimeout(total=budget, connect=t.connect),
             headers=self._headers,
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
@@ -126,6 +136,7 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session and every pooled connection (idempotent, shielded)."""
         session, self._session = self._session, None
+        self._gate.close()
         if session is not None:
             with anyio.CancelScope(shield=True):
                 await session.close()
@@ -157,17 +168,15 @@ class Transport:
             data = _dumps(json).encode()
             headers = {**headers, **_JSON_HEADERS} if headers else _JSON_HEADERS
         gate = self._gate
-        if not gate.try_acquire():  # no event-loop turn when a connection is free
-            wait = min(self._timeouts.connect, self._timeouts.total)
-            # Reads (polls) before writes (creates): see _Gate.
-            if not await gate.acquire(wait, first=method == "GET"):
-                # The pool wait counts against the connect timeout, as it did in aiohttp.
-                raise ConnectError(
-                    f"timed out after {wait:g} s waiting for a free connection "
-                    f"(Limits.max_connections); the request was not sent",
-                    method=method,
-                    path=path,
-                )
+        # No event-loop turn when a connection is free; else reads (polls) before writes
+        # (creates): see _Gate.
+        if not gate.try_acquire() and not await gate.acquire(first=method == "GET"):
+            raise ConnectError(
+                f"timed out after {gate.timeout:g} s waiting for a free connection "
+                f"(Limits.max_connections); the request was not sent",
+                method=method,
+                path=path,
+            )
         try:
             async with session.request(
                 method,
@@ -221,19 +230,29 @@ class _Gate:
     """A counting semaphore with a timed wait and two FIFO queues, on bare asyncio futures.
 
     Requests queue here for a pooled connection. anyio's Semaphore plus a cancel scope per
-    timed wait cost several times more than one future and one timer handle, and this wait
-    is on the hot path of every batch that has more requests ready than connections.
+    timed wait cost several times more than one future, and this wait is on the hot path of
+    every batch that has more requests ready than connections. Every wait has the same
+    ``timeout``, so each queue's deadlines are in queue order and ONE timer, armed for the
+    oldest live waiter, expires them all: a wait costs no timer handle of its own.
+
     A slot is handed straight to the oldest waiter on release (no barging), ``first``
     waiters before the others: polls go before creates, so a saturated batch finishes the
     jobs it started before it starts more (fewer jobs in flight, results sooner).
     """
 
-    __slots__ = ("_first", "_free", "_waiters")
+    __slots__ = ("_first", "_free", "_timer", "_waiters", "timeout")
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, timeout: float) -> None:
         self._free = slots
-        self._first: collections.deque[asyncio.Future[bool]] = collections.deque()
-        self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
+        self.timeout = timeout
+        # (deadline on the loop's clock, waiter), oldest first.
+        self._first: collections.deque[tuple[float, asyncio.Future[bool]]] = (
+            collections.deque()
+        )
+        self._waiters: collections.deque[tuple[float, asyncio.Future[bool]]] = (
+            collections.deque()
+        )
+        self._timer: asyncio.TimerHandle | None = None
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody is queued for it."""
@@ -242,14 +261,15 @@ class _Gate:
             return True
         return False
 
-    # A timer handle, not anyio.fail_after: the cancel scope is the cost this class avoids.
-    async def acquire(self, timeout: float, *, first: bool = False) -> bool:  # noqa: ASYNC109
+    async def acquire(self, *, first: bool = False) -> bool:
         """Wait up to ``timeout`` seconds for a slot; False if none came in time."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
+        entry = (loop.time() + self.timeout, waiter)
         queue = self._first if first else self._waiters
-        queue.append(waiter)
-        timer = loop.call_later(timeout, _expire, waiter)
+        queue.append(entry)
+        if self._timer is None:
+            self._timer = loop.call_at(entry[0], self._expire)
         try:
             return await waiter
         except BaseException:
@@ -258,26 +278,51 @@ class _Gate:
                 self.release()
             else:
                 with contextlib.suppress(ValueError):
-                    queue.remove(waiter)
+                    queue.remove(entry)
             raise
-        finally:
-            timer.cancel()
 
     def release(self) -> None:
         """Return a slot: to the oldest live ``first`` waiter, else the oldest other one,
         else to the pool."""
         for waiters in (self._first, self._waiters):
             while waiters:
-                waiter = waiters.popleft()
+                waiter = waiters.popleft()[1]
                 if not waiter.done():
                     waiter.set_result(True)
                     return
         self._free += 1
 
+    def _expire(self) -> None:
+        """The timer: fail every waiter past its deadline, re-arm for the oldest other."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        # The loop runs a timer up to its clock resolution early: never re-arm for "now".
+        now = loop.time() + _TIMER_SLACK
+        earliest = math.inf
+        for waiters in (self._first, self._waiters):
+            while waiters:
+                deadline, waiter = waiters[0]
+                if waiter.done():
+                    waiters.popleft()
+                elif deadline <= now:
+                    waiters.popleft()
+                    waiter.set_result(False)
+                else:
+                    earliest = min(earliest, deadline)
+                    break
+        if earliest < math.inf:
+            self._timer = loop.call_at(earliest, self._expire)
 
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
+    def close(self) -> None:
+        """Drop the timer (the transport is closing; no waiter can remain)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+#: A pool wait may end this much before its deadline (the event loop fires timers up to its
+#: clock resolution early); far below any sensible ``Timeouts.connect``.
+_TIMER_SLACK = 1e-3
 
 
 def _map_error(exc: BaseException, method: str, path: str) -> Exception:

@@ -511,7 +511,8 @@ async def test_create_ambiguous_is_submission_uncertain(
 async def test_timeouts_get_retried_create_uncertain() -> None:
     """A read timeout retries a GET but makes a create SubmissionUncertainError."""
     slow = Fault(kind="slow", delay=0.5)
-    timeouts = Timeouts(connect=5.0, read=0.05, total=30.0)
+    # An API call must end within connect + read = 0.25 s: the slow answer takes 0.5 s.
+    timeouts = Timeouts(connect=0.2, read=0.05, total=30.0)
     async with sim_and_client(timeouts=timeouts) as (sim, client):
         sim.inject("credit", slow)
         await client.get_credits()

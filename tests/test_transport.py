@@ -173,7 +173,7 @@ async def test_garbage_status_line_is_response_error() -> None:
 
 
 async def test_slow_answer_is_request_timeout() -> None:
-    """An answer slower than the read timeout is a RequestTimeoutError and a TimeoutError."""
+    """An answer slower than connect + read is a RequestTimeoutError and a TimeoutError."""
     release = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
@@ -181,7 +181,7 @@ async def test_slow_answer_is_request_timeout() -> None:
         return web.Response(body=b"{}")
 
     async with web_server(handler) as url:
-        async with transport(url, timeouts=Timeouts(connect=5, read=0.05, total=10)) as t:
+        async with transport(url, timeouts=Timeouts(connect=0.5, read=0.05, total=10)) as t:
             with pytest.raises(RequestTimeoutError) as info:
                 await t.request("GET", "/x")
         release.set()
@@ -335,13 +335,13 @@ async def test_requests_beyond_the_pool_wait_their_turn_and_all_complete() -> No
 
 async def test_gate_serves_waiters_in_order_and_times_out_without_a_slot() -> None:
     """Released slots go to the oldest waiter; a waiter with no slot in time gets False."""
-    gate = _Gate(1)
+    gate = _Gate(1, 30.0)
     assert gate.try_acquire()
     assert not gate.try_acquire()
     order: list[str] = []
 
     async def wait(name: str) -> None:
-        if await gate.acquire(30.0):
+        if await gate.acquire():
             order.append(name)
 
     async with anyio.create_task_group() as tg:
@@ -353,22 +353,50 @@ async def test_gate_serves_waiters_in_order_and_times_out_without_a_slot() -> No
         await anyio.wait_all_tasks_blocked()
         gate.release()
     assert order == ["first", "second"]
-    assert await gate.acquire(0.001) is False  # "second" still holds the only slot
+    quick = _Gate(1, 0.001)
+    assert quick.try_acquire()
+    assert await quick.acquire() is False  # nobody released the only slot in time
+    assert await quick.acquire(first=True) is False
+    quick.release()
+    assert quick.try_acquire()  # the expired waiters took nothing
+
+
+async def test_gate_one_timer_expires_every_unserved_waiter() -> None:
+    """One shared timer expires every waiter in turn; a waiter served in time gets True."""
+    gate = _Gate(1, 0.05)
+    assert gate.try_acquire()
+    results: dict[str, bool] = {}
+
+    async def wait(name: str, *, first: bool = False) -> None:
+        results[name] = await gate.acquire(first=first)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait, "older create")
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(partial(wait, "poll", first=True))
+        tg.start_soon(wait, "create")
+        await anyio.wait_all_tasks_blocked()
+        gate.release()  # to the queued poll, which holds it until the end
+    assert results == {"poll": True, "older create": False, "create": False}
+    gate.release()
+    assert gate.try_acquire()
+    assert not gate.try_acquire()
+    gate.close()
 
 
 async def test_gate_cancelled_waiters_never_leak_a_slot() -> None:
     """A waiter cancelled in the queue, or just after a slot was handed to it, frees it."""
-    gate = _Gate(1)
+    gate = _Gate(1, 30.0)
     assert gate.try_acquire()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(gate.acquire, 30.0)
+        tg.start_soon(gate.acquire)
         await anyio.wait_all_tasks_blocked()
         tg.cancel_scope.cancel()  # cancelled while queued
     gate.release()
     assert gate.try_acquire()  # the slot came back to the pool, not to the dead waiter
 
     async def use_like_a_request() -> None:
-        if await gate.acquire(30.0):
+        if await gate.acquire():
             try:
                 await anyio.sleep_forever()
             finally:
@@ -385,12 +413,12 @@ async def test_gate_cancelled_waiters_never_leak_a_slot() -> None:
 
 async def test_gate_serves_reads_before_earlier_queued_writes() -> None:
     """A released slot goes to a waiting poll before an older waiting create."""
-    gate = _Gate(1)
+    gate = _Gate(1, 30.0)
     assert gate.try_acquire()
     order: list[str] = []
 
     async def wait(name: str, *, first: bool) -> None:
-        if await gate.acquire(30.0, first=first):
+        if await gate.acquire(first=first):
             order.append(name)
             gate.release()
 
