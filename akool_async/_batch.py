@@ -502,7 +502,8 @@ class Batch:
         self._move("pending", "running")
         is_head = isinstance(request, HeadSwap)
         resource: Any = self._client.head_swap if is_head else self._client.character_swap
-        self._scheduler.watch(
+        # A first poll due at once is sent from this task, right after its create.
+        await self._scheduler.follow(
             task_id,
             kind="head_swap" if is_head else "character_swap",
             bucket=_size_bucket(request),

@@ -238,6 +238,55 @@ class PollScheduler:
         Raises ValueError if ``task_id`` is already watched: two watchers of one id would
         silently orphan the first (its job would never get an outcome).
         """
+        w, due = self._new_watch(
+            task_id, kind=kind, poll=poll, on_done=on_done, bucket=bucket, deadline=deadline,
+            webhook=webhook, started=started,
+        )
+        self._schedule(w, due)
+        return w
+
+    async def follow(
+        self,
+        task_id: str,
+        *,
+        kind: str,
+        poll: Callable[[str], Awaitable[Any]],
+        on_done: Callable[[Any], None],
+        bucket: Hashable = None,
+        deadline: float | None = None,
+        webhook: bool = False,
+    ) -> Watch:
+        """:meth:`watch`, and if the first poll is due at once, send it from this task.
+
+        A create whose task should be polled right away (``PollPolicy.initial`` 0) is then
+        one task's two requests in a row, as in a hand-written loop: no hand-off to a worker
+        and no second request competing for a connection. Later polls, if any, are the
+        scheduler's as usual.
+        """
+        w, due = self._new_watch(
+            task_id, kind=kind, poll=poll, on_done=on_done, bucket=bucket, deadline=deadline,
+            webhook=webhook, started=None,
+        )
+        if self.pacer is None and due <= self.clock.monotonic():
+            w.in_flight = True
+            await self._poll_one(w)
+        else:
+            self._schedule(w, due)
+        return w
+
+    def _new_watch(
+        self,
+        task_id: str,
+        *,
+        kind: str,
+        poll: Callable[[str], Awaitable[Any]],
+        on_done: Callable[[Any], None],
+        bucket: Hashable,
+        deadline: float | None,
+        webhook: bool,
+        started: float | None,
+    ) -> tuple[Watch, float]:
+        """A registered watch and the instant its first poll is due."""
         if task_id in self._by_id:
             raise ValueError(f"task {task_id} is already being watched")
         now = self.clock.monotonic()
@@ -252,8 +301,10 @@ class PollScheduler:
             webhook=webhook,
         )
         self._by_id[task_id] = w
-        self._schedule(w, now + self._first_delay(w))
-        return w
+        due = now + self._first_delay(w)
+        if deadline is not None and due > deadline:
+            due = deadline
+        return w, due
 
     def is_watching(self, task_id: str) -> bool:
         """True while ``task_id`` is being polled."""
@@ -460,15 +511,19 @@ class PollScheduler:
                     lost.in_flight = False
                     self._schedule(lost, self.clock.monotonic())
                 raise
-            try:
-                if w.done or self._by_id.get(w.task_id) is not w:
-                    continue  # a webhook (or cancel) finished it on the way
-                if w.deadline is not None and self.clock.monotonic() >= w.deadline:
-                    self._finish(w, self._timeout_error(w))
-                    continue
-                await self._poll_body(w)
-            finally:
-                w.in_flight = False
+            await self._poll_one(w)
+
+    async def _poll_one(self, w: Watch) -> None:
+        """Poll ``w`` once (it is marked in flight) unless it finished on the way."""
+        try:
+            if w.done or self._by_id.get(w.task_id) is not w:
+                return  # a webhook (or cancel) finished it on the way
+            if w.deadline is not None and self.clock.monotonic() >= w.deadline:
+                self._finish(w, self._timeout_error(w))
+                return
+            await self._poll_body(w)
+        finally:
+            w.in_flight = False
 
     async def _poll_body(self, w: Watch) -> None:
         self.polls_sent += 1

@@ -525,3 +525,39 @@ def test_backoff_stays_at_its_cap_for_a_job_polled_thousands_of_times() -> None:
     w = sched.watch("a", kind="k", poll=poll, on_done=lambda _v: None)
     w.polls = 5_000  # a job running for days at the 60 s cap
     assert sched._next_delay(w, 0.0) == 60.0
+
+
+async def test_follow_sends_a_first_poll_due_at_once_from_the_calling_task() -> None:
+    """follow() polls a due-now id itself (no driver or worker running); a later one waits."""
+    clock = LogicalClock()
+    now_policy = PollPolicy(initial=0.0, factor=1.5, max_interval=1.0, jitter=0.0,
+                            max_polls_per_second=1e6, adaptive=False)
+    sched = PollScheduler(now_policy, clock)  # run() is never started
+    polled: list[str] = []
+    outcomes: dict[str, object] = {}
+
+    async def poll(task_id: str) -> FakeResult:
+        polled.append(task_id)
+        return FakeResult(TaskStatus.COMPLETED if task_id == "done" else TaskStatus.QUEUEING)
+
+    def record(task_id: str) -> Callable[[object], None]:
+        return lambda value: outcomes.__setitem__(task_id, value)
+
+    await sched.follow("done", kind="k", poll=poll, on_done=record("done"))
+    assert polled == ["done"]
+    assert outcomes == {"done": FakeResult(TaskStatus.COMPLETED)}
+    assert not sched.is_watching("done")
+
+    # Still running after its inline poll: the scheduler owns it from then on.
+    w = await sched.follow("running", kind="k", poll=poll, on_done=record("running"))
+    assert polled == ["done", "running"]
+    assert sched.is_watching("running")
+    assert not w.in_flight
+    assert "running" not in outcomes
+
+    later = PollScheduler(attrs.evolve(now_policy, initial=5.0), clock)
+    await later.follow("later", kind="k", poll=poll, on_done=record("later"))
+    assert polled == ["done", "running"]  # not due yet: left to the scheduler's heap
+    assert later.is_watching("later")
+    sched.cancel("running")
+    later.cancel("later")
