@@ -272,10 +272,10 @@ class Batch:
         self._scheduler = PollScheduler(self._policy, self._clock)
         self._queue = _OutcomeQueue()
         self._tg: TaskGroup | None = None
+        # submit() hands jobs to the create workers through this stream; with a jobs
+        # iterable the workers pull from it themselves (_pull), so nothing is queued.
         self._todo: MemoryObjectSendStream[_Todo] | None = None
-        # Jobs in _todo; intake waits on _room while `concurrency` of them are queued.
-        self._queued = 0
-        self._room: anyio.Event | None = None
+        self._source: _Source | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._intake_open = True
         self._outstanding = 0
@@ -315,9 +315,13 @@ class Batch:
             self._owns_journal = True
         if self._webhooks is not None:
             self._unsubscribe = self._webhooks.add_listener(self._on_webhook)
-        # Jobs waiting for a create worker. Unbounded on purpose: what bounds it is the
-        # in-flight slot every job takes before it is pulled (max_in_flight).
-        self._todo, todo = anyio.create_memory_object_stream[_Todo](math.inf)
+        todo: MemoryObjectReceiveStream[_Todo] | None = None
+        if self._jobs is not None:
+            self._source = _Source(self._jobs)
+        else:
+            # submit()ted jobs waiting for a create worker. Unbounded on purpose: what
+            # bounds it is the in-flight slot every job takes first (max_in_flight).
+            self._todo, todo = anyio.create_memory_object_stream[_Todo](math.inf)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -326,10 +330,9 @@ class Batch:
         # _create() still bounds creates and analyses together; the pool only saves
         # spawning (and tearing down) one task per job.
         for _ in range(self._concurrency):
-            tg.start_soon(self._create_worker, todo.clone())
-        todo.close()
-        if self._jobs is not None:
-            tg.start_soon(self._intake, self._jobs)
+            tg.start_soon(self._create_worker, None if todo is None else todo.clone())
+        if todo is not None:
+            todo.close()
         return self
 
     async def __aexit__(self, *exc_info: object) -> bool | None:
@@ -387,60 +390,54 @@ class Batch:
             )
         return request, job_key if job_key is not None else str(index)
 
-    async def _intake(self, jobs: JobSource) -> None:
-        source = _aiter(jobs)
-        while True:
-            # Take the slot first, then pull: the input is never read ahead of capacity.
+    async def _pull(self) -> _Todo | None:
+        """The next job of the input for a free create worker; None once it is exhausted.
+
+        Intake is lazy: a worker pulls only when it is free and an in-flight slot is taken
+        first, so the input is never read ahead of the workers, and a slow consumer (who
+        frees slots) slows intake.
+        """
+        source = self._source
+        assert source is not None
+        while not source.exhausted:
             await _acquire(self._slots)
             try:
-                job = await source.__anext__()
-            except StopAsyncIteration:
+                job = await source.next()
+            except BaseException:
                 self._slots.release()
+                raise
+            if job is _END:
+                self._slots.release()
+                if self._intake_open:
+                    self._intake_open = False
+                    self._maybe_finish()
                 break
             try:
                 request, job_key = self._unpack(job, None)
             except ValidationError as err:
                 # Not a job at all: report it as this position's outcome and go on.
-                bad_key = str(self._counter - 1)
                 self._outstanding += 1
-                self._emit(Outcome(key=bad_key, job=job, error=err), None, None)
+                self._emit(Outcome(key=str(self._counter - 1), job=job, error=err), None, None)
                 continue
-            self._start(job_key, request, None)
-            if self._queued >= self._concurrency:
-                # Enough work is queued for every create worker: pull the next job only
-                # when one is taken, so queued jobs (and their memory) stay O(concurrency).
-                self._room = anyio.Event()
-                await self._room.wait()
-        self._intake_open = False
-        self._maybe_finish()
+            self._outstanding += 1
+            self._move(None, "pending")
+            return job_key, request, None
+        return None
 
-    def _start(self, key: str, request: Request, handle: JobHandle | None) -> None:
+    def _start(self, key: str, request: Request, handle: JobHandle) -> None:
         assert self._todo is not None
         self._outstanding += 1
-        self._queued += 1
         self._move(None, "pending")
         self._todo.send_nowait((key, request, handle))
 
-    async def _create_worker(self, todo: MemoryObjectReceiveStream[_Todo]) -> None:
-        with todo:
+    async def _create_worker(self, todo: MemoryObjectReceiveStream[_Todo] | None) -> None:
+        """Take jobs (pulled from the input, or submitted) and create them, one at a time."""
+        try:
             while True:
-                try:
-                    # The fast path takes a queued job without an event-loop turn.
-                    key, request, handle = todo.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        key, request, handle = await todo.receive()
-                    except anyio.EndOfStream:
-                        return
-                except anyio.EndOfStream:
+                item = await self._pull() if todo is None else await _receive(todo)
+                if item is None:
                     return
-                self._queued -= 1
-                room = self._room
-                # Wake intake only once half the queue is drained: one wake per refill of
-                # concurrency/2 jobs, not an event-loop turn per job.
-                if room is not None and self._queued <= self._concurrency // 2:
-                    self._room = None
-                    room.set()
+                key, request, handle = item
                 if isinstance(request, HeadSwap):
                     # Its shared analysis may take minutes: wait for it in a task of its
                     # own instead of holding a create worker.
@@ -448,6 +445,9 @@ class Batch:
                     self._tg.start_soon(self._run_job, key, request, handle)
                 else:
                     await self._run_job(key, request, handle)
+        finally:
+            if todo is not None:
+                todo.close()
 
     # -- one job --------------------------------------------------------------------------
 
@@ -457,6 +457,7 @@ class Batch:
         journal = self._journal
         task_id: str | None = None
         known_analysis: str | None = None
+        state = "pending"  # for progress: the state the job leaves next
         try:
             if journal is not None:
                 record = await self._journal_begin(journal, key, request)
@@ -481,11 +482,13 @@ class Batch:
                     missing = [f.obj_id for f in request.faces if f.obj_id not in detected]
                     if missing:
                         raise FaceMappingError(missing, detected, request.video_url)
+                self._move("pending", "submitting")
+                state = "submitting"
                 task_id = await self._create(key, request)
         except AkoolError as err:
             if journal is not None and task_id is None:
                 await self._journal_rejected(journal, key, err)
-            self._emit(Outcome(key=key, job=request, error=err), handle, "pending")
+            self._emit(Outcome(key=key, job=request, error=err), handle, state)
             return
         if self._scheduler.is_watching(task_id):
             # Akool answered two creates with one task id: this job's task cannot be told
@@ -497,9 +500,9 @@ class Batch:
                 task_id=task_id,
             )
             outcome = Outcome(key=key, job=request, error=clash, task_id=task_id)
-            self._emit(outcome, handle, "pending")
+            self._emit(outcome, handle, state)
             return
-        self._move("pending", "running")
+        self._move(state, "running")
         is_head = isinstance(request, HeadSwap)
         resource: Any = self._client.head_swap if is_head else self._client.character_swap
         # A first poll due at once is sent from this task, right after its create.
@@ -629,33 +632,27 @@ class Batch:
         if self._webhook_url is not None and request.webhook_url is None:
             request = attrs.evolve(request, webhook_url=self._webhook_url)
         journal = self._journal
-        self._move("pending", "submitting")
         last: RateLimitError | None = None
-        try:
-            for _attempt in range(MAX_THROTTLED_CREATES):
-                async with _Held(self._create_limiter):
+        for _attempt in range(MAX_THROTTLED_CREATES):
+            async with _Held(self._create_limiter):
+                if journal is not None:
+                    await journal.mark_sending(key, resubmit_uncertain=self._resubmit_uncertain)
+                try:
+                    task_id: str = await resource._create_id(request)
+                except RateLimitError as err:
+                    # 429/1005 prove no task was created: safe to send again. The client's
+                    # pacer has slowed down; the next attempt waits its turn.
                     if journal is not None:
-                        await journal.mark_sending(
-                            key, resubmit_uncertain=self._resubmit_uncertain
-                        )
-                    try:
-                        task_id: str = await resource._create_id(request)
-                    except RateLimitError as err:
-                        # 429/1005 prove no task was created: safe to send again. The
-                        # client's pacer has slowed down; the next attempt waits its turn.
-                        if journal is not None:
-                            await journal.mark_rejected(key, err)
-                        last = err
-                        continue
-                    if journal is not None:
-                        # The id is paid for: record it even if we are being cancelled.
-                        with anyio.CancelScope(shield=True):
-                            await journal.mark_created(key, task_id)
-                return task_id
-            assert last is not None
-            raise last
-        finally:
-            self._move("submitting", "pending")
+                        await journal.mark_rejected(key, err)
+                    last = err
+                    continue
+                if journal is not None:
+                    # The id is paid for: record it even if we are being cancelled.
+                    with anyio.CancelScope(shield=True):
+                        await journal.mark_created(key, task_id)
+            return task_id
+        assert last is not None
+        raise last
 
     async def _shared_analysis(
         self, video_url: str, known_id: str | None = None
@@ -851,6 +848,20 @@ class _Running:
         self.batch._done(self, value)
 
 
+async def _receive(todo: MemoryObjectReceiveStream[_Todo]) -> _Todo | None:
+    """The next submitted job (None once the batch is closing), without an event-loop turn
+    when one is already queued."""
+    try:
+        return todo.receive_nowait()
+    except anyio.WouldBlock:
+        try:
+            return await todo.receive()
+        except anyio.EndOfStream:
+            return None
+    except anyio.EndOfStream:
+        return None
+
+
 async def _acquire(semaphore: anyio.Semaphore) -> None:
     """``semaphore.acquire()`` without its event-loop turn when a token is free.
 
@@ -892,12 +903,43 @@ def _size_bucket(request: Request) -> tuple[str, int]:
     return (request.resolution, size)
 
 
-async def _aiter(jobs: JobSource) -> AsyncIterator[Any]:
-    """Iterate sync and async inputs alike, one item at a time."""
-    if isinstance(jobs, AsyncIterable):
-        async for job in jobs:
-            yield job
-    else:
-        iterator: Iterator[Any] = iter(jobs)
-        for job in iterator:
-            yield job
+#: What _Source.next() returns once the input is exhausted.
+_END: Any = object()
+
+
+class _Source:
+    """The batch's input, sync or async, shared by the create workers.
+
+    A plain iterator is advanced inline (no event-loop turn); an async one under a lock,
+    because an async generator refuses a second ``__anext__`` while one is running.
+    """
+
+    __slots__ = ("_async", "_lock", "_sync", "exhausted")
+
+    def __init__(self, jobs: JobSource) -> None:
+        self._sync: Iterator[Any] | None = None
+        self._async: AsyncIterator[Any] | None = None
+        if isinstance(jobs, AsyncIterable):
+            self._async = aiter(jobs)
+        else:
+            self._sync = iter(jobs)
+        self._lock = anyio.Lock()
+        self.exhausted = False
+
+    async def next(self) -> Any:
+        """The next item, or :data:`_END` (then and ever after)."""
+        if self._sync is not None:
+            if not self.exhausted:
+                item = next(self._sync, _END)
+                if item is not _END:
+                    return item
+                self.exhausted = True
+            return _END
+        assert self._async is not None
+        async with self._lock:
+            if not self.exhausted:
+                try:
+                    return await self._async.__anext__()
+                except StopAsyncIteration:
+                    self.exhausted = True
+            return _END

@@ -474,7 +474,9 @@ class AkoolClient:
             # Fast path (API key): the first try inline, without the retry machinery's
             # closures and frames (every I/O wake-up resumes the whole await chain); a
             # failure goes to the retry policy exactly as if it had been its first try.
-            await pacer.acquire()
+            wait = pacer.reserve()
+            if wait:
+                await clock.sleep(wait)
             try:
                 raw = await transport.request(
                     method, path, params=params, json=json, headers=headers

@@ -77,17 +77,25 @@ class Pacer:
 
     async def acquire(self) -> None:
         """Wait for this caller's send slot."""
+        wait = self.reserve()
+        if wait:
+            await self._clock.sleep(wait)
+
+    def reserve(self) -> float:
+        """Book this caller's send slot; return the seconds to sleep before sending (0.0:
+        send now). Synchronous, so a caller with a free slot awaits nothing."""
         now = self._clock.monotonic()
-        slot = max(now, self._paused_until)
-        if math.isfinite(self.rate):
-            slot = max(slot, self._next)
-            self._next = slot + 1.0 / self.rate
+        slot = now if now >= self._paused_until else self._paused_until
+        rate = self.rate
+        if rate != math.inf:
+            if self._next > slot:
+                slot = self._next
+            self._next = slot + 1.0 / rate
         self._recent.append(slot)
         self._since_cut += 1
         # Sub-0.1 ms offsets are not worth an event-loop turn: the reservation above still
         # holds the average rate, this only skips micro-spacing within a burst.
-        if slot - now > _MIN_SLEEP:
-            await self._clock.sleep(slot - now)
+        return slot - now if slot - now > _MIN_SLEEP else 0.0
 
     def observed_rate(self) -> float:
         """Acquisitions per second over the recent window (``inf`` when unknown)."""

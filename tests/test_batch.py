@@ -196,24 +196,24 @@ async def test_a_slow_consumer_slows_intake() -> None:
         assert pulled == 9
 
 
-async def test_intake_stays_a_bounded_queue_ahead_of_the_create_workers() -> None:
-    """While every create is stuck, intake pulls the workers' jobs plus `concurrency` more."""
+async def test_intake_pulls_only_the_jobs_the_create_workers_take() -> None:
+    """While every create is stuck, the input was read once per create worker, no further."""
     pulled: Counter[str] = Counter()
 
-    # Creates hang far longer than the test: the workers stay busy, the queue stays full.
+    # Creates hang far longer than the test: the workers stay busy.
     async with (
         fast_sim(latency={"character_swap.create": 3600.0}) as sim,
         client_for(sim) as client,
         client.batch(endless(pulled), concurrency=3, max_in_flight=1000) as batch,
     ):
         await anyio.wait_all_tasks_blocked()
-        queued_ahead = pulled["jobs"]
+        read = pulled["jobs"]
         stats = batch.stats
-        # Leaving the block cancels the stuck creates and the waiting intake.
-    # 3 jobs inside the create workers, 3 waiting for them: not 1000 (max_in_flight).
-    assert queued_ahead == 6
+        # Leaving the block cancels the stuck creates and the waiting workers.
+    # One job inside each of the 3 create workers: not 1000 (max_in_flight).
+    assert read == 3
     assert stats.submitting == 3
-    assert stats.pending == 3
+    assert stats.pending == 0
 
 
 async def test_progress_moves_each_job_between_states_atomically() -> None:
