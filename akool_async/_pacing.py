@@ -85,11 +85,10 @@ class Pacer:
         """Book this caller's send slot; return the seconds to sleep before sending (0.0:
         send now). Synchronous, so a caller with a free slot awaits nothing."""
         now = self._clock.monotonic()
-        slot = now if now >= self._paused_until else self._paused_until
+        slot = max(now, self._paused_until)
         rate = self.rate
         if rate != math.inf:
-            if self._next > slot:
-                slot = self._next
+            slot = max(slot, self._next)
             self._next = slot + 1.0 / rate
         self._recent.append(slot)
         self._since_cut += 1
