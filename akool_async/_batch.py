@@ -632,9 +632,14 @@ class Batch:
         if self._webhook_url is not None and request.webhook_url is None:
             request = attrs.evolve(request, webhook_url=self._webhook_url)
         journal = self._journal
+        limiter = self._create_limiter
         last: RateLimitError | None = None
         for _attempt in range(MAX_THROTTLED_CREATES):
-            async with _Held(self._create_limiter):
+            try:  # _hold(), inline: this is every job's path
+                limiter.acquire_nowait()
+            except anyio.WouldBlock:
+                await limiter.acquire()
+            try:
                 if journal is not None:
                     await journal.mark_sending(key, resubmit_uncertain=self._resubmit_uncertain)
                 try:
@@ -650,6 +655,8 @@ class Batch:
                     # The id is paid for: record it even if we are being cancelled.
                     with anyio.CancelScope(shield=True):
                         await journal.mark_created(key, task_id)
+            finally:
+                limiter.release()
             return task_id
         assert last is not None
         raise last
@@ -673,8 +680,11 @@ class Batch:
                 if reused is not None:
                     share.outcome = reused
                 else:
-                    async with _Held(self._create_limiter):
+                    await _hold(self._create_limiter)
+                    try:
                         analysis = await head_swap.analyze(video_url)
+                    finally:
+                        self._create_limiter.release()
                     share.outcome = await self._await_terminal(
                         analysis.id, "analysis", head_swap.get_analysis
                     )
@@ -874,26 +884,17 @@ async def _acquire(semaphore: anyio.Semaphore) -> None:
         await semaphore.acquire()
 
 
-class _Held:
-    """``async with limiter`` that skips anyio's shielded checkpoint when a token is free.
+async def _hold(limiter: anyio.CapacityLimiter) -> None:
+    """``limiter.acquire()`` without anyio's shielded checkpoint when a token is free.
 
     Same bound, same borrower (the current task); only the extra event-loop turn of
-    ``CapacityLimiter.acquire()`` is saved on the uncontended path.
+    ``CapacityLimiter.acquire()`` is saved on the uncontended path. Release it with
+    ``limiter.release()`` in a ``finally``.
     """
-
-    __slots__ = ("_limiter",)
-
-    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
-        self._limiter = limiter
-
-    async def __aenter__(self) -> None:
-        try:
-            self._limiter.acquire_nowait()
-        except anyio.WouldBlock:
-            await self._limiter.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter.release()
+    try:
+        limiter.acquire_nowait()
+    except anyio.WouldBlock:
+        await limiter.acquire()
 
 
 def _size_bucket(request: Request) -> tuple[str, int]:

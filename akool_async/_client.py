@@ -38,7 +38,7 @@ from ._config import (
 )
 from ._download import DEFAULT_CHUNK_SIZE, MAX_REDIRECTS
 from ._download import download as _download
-from ._envelope import decode_response
+from ._envelope import decode_response, success_data
 from ._errors import (
     AkoolError,
     AuthenticationError,
@@ -464,7 +464,9 @@ class AkoolClient:
         task was created, and an ambiguous failure raises ``SubmissionUncertainError``
         carrying ``create_request``. ``task_id`` is attached to errors.
         """
-        transport = self._open_transport()
+        transport = self._transport
+        if transport is None:
+            transport = self._open_transport()  # raises the right ClientStateError
         clock = self._clock
         pacer = self._get_pacer if idempotent else self._create_pacer
         started = clock.monotonic()
@@ -474,22 +476,25 @@ class AkoolClient:
             # Fast path (API key): the first try inline, without the retry machinery's
             # closures and frames (every I/O wake-up resumes the whole await chain); a
             # failure goes to the retry policy exactly as if it had been its first try.
-            wait = pacer.reserve()
+            wait = pacer.reserve(started)
             if wait:
                 await clock.sleep(wait)
+            sent = started + wait  # the booked slot: the pacer measures rates over slots
             try:
                 raw = await transport.request(
                     method, path, params=params, json=json, headers=headers
                 )
-                data = self._decode(raw, method, path, task_id)
+                data = success_data(raw.status, raw.body)
+                if data is None:
+                    data = self._decode(raw, method, path, task_id)
             except RateLimitError as err:
                 self._throttled(err.retry_after)
                 first = err
             except AkoolError as err:
-                pacer.succeeded()  # failed, but not throttled: no rate signal
+                pacer.succeeded(sent)  # failed, but not throttled: no rate signal
                 first = err
             else:
-                pacer.succeeded()
+                pacer.succeeded(sent)
                 return data
         return await self._request_retrying(
             transport,

@@ -496,27 +496,32 @@ def structure(data: object, cls: type[R]) -> R:
 
 def structure_character_swap_task(data: object) -> CharacterSwapTask:
     """``data`` of ``POST /api/open/v4/characterSwap/create`` -> :class:`CharacterSwapTask`."""
-    return structure(data, CharacterSwapTask)
+    result: CharacterSwapTask = _structure_result(data, CharacterSwapTask)
+    return result
 
 
 def structure_character_swap_result(data: object) -> CharacterSwapResult:
     """``data`` of ``GET /api/open/v3/content/video/infobymodelid`` -> result."""
-    return structure(data, CharacterSwapResult)
+    result: CharacterSwapResult = _structure_result(data, CharacterSwapResult)
+    return result
 
 
 def structure_head_swap_analysis(data: object) -> HeadSwapAnalysis:
     """``data`` of head-swap ``analyze`` or ``analyze/detail`` -> :class:`HeadSwapAnalysis`."""
-    return structure(data, HeadSwapAnalysis)
+    result: HeadSwapAnalysis = _structure_result(data, HeadSwapAnalysis)
+    return result
 
 
 def structure_head_swap_task(data: object) -> HeadSwapTask:
     """``data`` of ``POST /api/open/v4/headswap/task/create`` -> :class:`HeadSwapTask`."""
-    return structure(data, HeadSwapTask)
+    result: HeadSwapTask = _structure_result(data, HeadSwapTask)
+    return result
 
 
 def structure_head_swap_result(data: object) -> HeadSwapResult:
     """``data`` of ``GET /api/open/v4/headswap/task/detail`` -> :class:`HeadSwapResult`."""
-    return structure(data, HeadSwapResult)
+    result: HeadSwapResult = _structure_result(data, HeadSwapResult)
+    return result
 
 
 _RESULT_KINDS: Mapping[str, type[Any]] = {

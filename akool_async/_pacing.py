@@ -77,14 +77,14 @@ class Pacer:
 
     async def acquire(self) -> None:
         """Wait for this caller's send slot."""
-        wait = self.reserve()
+        wait = self.reserve(self._clock.monotonic())
         if wait:
             await self._clock.sleep(wait)
 
-    def reserve(self) -> float:
-        """Book this caller's send slot; return the seconds to sleep before sending (0.0:
-        send now). Synchronous, so a caller with a free slot awaits nothing."""
-        now = self._clock.monotonic()
+    def reserve(self, now: float) -> float:
+        """Book a send slot at or after ``now`` (the clock's monotonic time); return the
+        seconds to sleep before sending (0.0: send now). Synchronous, so a caller with a
+        free slot awaits nothing."""
         slot = max(now, self._paused_until)
         rate = self.rate
         if rate != math.inf:
@@ -128,9 +128,10 @@ class Pacer:
         if math.isfinite(self.rate):
             self.rate = max(self._min_rate, self.rate * factor)
 
-    def succeeded(self) -> None:
-        """A request went through: creep back toward ``max_rate``."""
-        self._accepted.append(self._clock.monotonic())
+    def succeeded(self, sent: float | None = None) -> None:
+        """A request (sent at monotonic time ``sent``, default now) went through: creep
+        back toward ``max_rate``. The accepted rate is measured over send times."""
+        self._accepted.append(self._clock.monotonic() if sent is None else sent)
         if self.rate < self.max_rate:
             self.rate = min(self.max_rate, self.rate * (1.0 + INCREASE))
 

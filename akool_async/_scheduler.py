@@ -555,9 +555,10 @@ class PollScheduler:
         status: TaskStatus = result.status
         w.status = status
         if status.is_terminal:
-            # The true end lies between the previous poll and this one.
-            previous = w.last_poll if w.last_poll is not None else w.started
-            self.estimator.observe(w.bucket, (previous + now) / 2 - w.started)
+            if self.policy.adaptive:
+                # The true end lies between the previous poll and this one.
+                previous = w.last_poll if w.last_poll is not None else w.started
+                self.estimator.observe(w.bucket, (previous + now) / 2 - w.started)
             self._finish(w, result)
             return
         w.last_poll = now

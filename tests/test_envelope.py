@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from akool_async._envelope import decode_response
+from akool_async._envelope import decode_response, success_data
 from akool_async._errors import (
     CODE_TO_ERROR,
     AkoolError,
@@ -214,3 +214,59 @@ def test_decoder_total(status: int, body: object) -> None:
         return
     assert isinstance(result, dict)
     assert 200 <= status < 300
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+_ENVELOPES = st.fixed_dictionaries(
+    {},
+    optional={
+        "code": st.sampled_from([1000, 1000.0, "1000", True, 1003, 1005, None]),
+        "msg": st.text(max_size=5) | st.none(),
+        "data": st.none() | _JSON_VALUES | st.dictionaries(st.text(), _JSON_VALUES),
+    },
+)
+
+
+def _encoded(value: object, how: str) -> bytes:
+    text = json.dumps(value)
+    if how == "bom":
+        return b"\xef\xbb\xbf" + text.encode()
+    if how == "utf-16":
+        return text.encode("utf-16")
+    if how == "padded":
+        return f" \n{text}\t ".encode()
+    return text.encode()
+
+
+@given(
+    st.sampled_from([200, 201, 204, 299, 301, 400, 429, 500]),
+    _ENVELOPES | _JSON_VALUES,
+    st.sampled_from(["utf-8", "bom", "utf-16", "padded"]),
+)
+def test_success_fast_path_agrees_with_decode_response(
+    status: int, envelope: object, how: str
+) -> None:
+    """success_data() returns exactly decode_response()'s data, or None to defer to it."""
+    body = _encoded(envelope, how)
+    fast = success_data(status, body)
+    try:
+        full: object = decode(status, body)
+    except AkoolError as err:
+        full = err
+    if fast is not None:
+        assert fast == full
+    else:
+        # Deferred: an error, or (never) a success the fast path should have taken.
+        assert isinstance(full, AkoolError)
+
+
+@given(st.binary(max_size=40))
+def test_success_fast_path_defers_garbage(body: bytes) -> None:
+    """Bytes that are not a success envelope are left to decode_response (None)."""
+    fast = success_data(200, body)
+    if fast is not None:
+        assert decode(200, body) == fast

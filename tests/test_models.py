@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from akool_async._errors import AkoolError, ValidationError
@@ -27,6 +27,7 @@ from akool_async._models import (
     HeadSwapTask,
     Job,
     TaskStatus,
+    _plain_character_swap,
     _url_problem,
     _url_problem_full,
 )
@@ -417,6 +418,45 @@ _urlish = st.builds(
 def test_hypothesis_url_fast_path_agrees_with_the_full_check(value: str) -> None:
     """For URL-like strings, the fast-path check returns exactly what the urlsplit check does."""
     assert _url_problem(value) == _url_problem_full(value)
+
+
+_field_values = st.one_of(
+    _urlish,
+    st.sampled_from(["480p", "720p", "1080p", "360p", "animate", "replace", "Animate", ""]),
+    st.none(),
+    st.integers(-1, 200),
+    st.sampled_from([["720p"], {"x": 1}, b"720p", 10.5]),
+)
+
+
+@settings(max_examples=500)
+@given(
+    image=_urlish | _field_values,
+    video=_urlish | _field_values,
+    resolution=st.sampled_from(["480p", "720p", "1080p"]) | _field_values,
+    mode=st.sampled_from(["animate", "replace"]) | _field_values,
+    duration=st.none() | _field_values,
+    prompt=st.none() | _field_values,
+    webhook_url=st.none() | _field_values,
+)
+@example(image="https://a.b/i.png", video="http://a.b/v.mp4", resolution="480p",
+         mode="replace", duration=None, prompt=None, webhook_url=None)
+def test_character_swap_fast_path_accepts_only_what_the_full_checks_accept(
+    **fields: object,
+) -> None:
+    """A request the construction fast path lets through passes every full check too."""
+    unchecked = object.__new__(CharacterSwap)  # the fields as given, before any validation
+    for name, value in fields.items():
+        object.__setattr__(unchecked, name, value)
+    if _plain_character_swap(unchecked):
+        unchecked._check()  # must not raise
+        assert CharacterSwap(**fields) == unchecked  # type: ignore[arg-type]
+    else:
+        try:
+            unchecked._check()
+        except ValidationError:
+            with pytest.raises(ValidationError):
+                CharacterSwap(**fields)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- Job
