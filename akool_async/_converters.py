@@ -440,6 +440,71 @@ def _wire_path(cls: type, message: str) -> str:
     return f"{'.'.join(parts)}: {text}"
 
 
+#: Epoch milliseconds of 0001-01-01 and 10000-01-01: the range a datetime can hold.
+_MIN_MS = -62_135_596_800_000
+_END_MS = 253_402_300_800_000
+
+#: CharacterSwapResult's optional string fields and their wire keys (renames above).
+_CS_RESULT_TEXT = (
+    ("resolution", "resolution"),
+    ("image_url", "image_url"),
+    ("input_video_url", "video_url"),
+    ("webhook_url", "webhookUrl"),
+    ("file_name", "file_name"),
+    ("prompt", "prompt"),
+)
+
+
+def _plain_character_swap_result(raw: dict[str, Any]) -> CharacterSwapResult | None:
+    """The result for a poll answer whose fields all have their usual types, else None.
+
+    Every job's last poll is structured, so the common answer skips the generated hooks
+    and their per-field calls. It gives exactly what the converter gives for such an answer
+    (tests/test_converters.py pins the agreement); anything unusual (a float credit, a
+    numeric string, a timestamp out of range, an unknown status ...) returns None and the
+    converter decides, with its error messages.
+    """
+    get = raw.get
+    code = get("video_status")
+    if code is None:
+        code = get("status")
+    status = _STATUS_BY_INT.get(code) if type(code) is int else None
+    if status is None:
+        return None
+    fields: dict[str, Any] = {}
+    for name, key in _CS_RESULT_TEXT:
+        value = get(key)
+        if value is not None:
+            if type(value) is not str:
+                return None
+            fields[name] = value
+    for name, key in (("output_url", "video"), ("failure_reason", "faceswap_fail_reason")):
+        value = get(key)
+        if value is not None and value != "":
+            if type(value) is not str:
+                return None
+            fields[name] = value
+    for name, key in (("created_at", "create_time"), ("updated_at", "update_time")):
+        ms = get(key)
+        if ms is not None:
+            if type(ms) is not int or not _MIN_MS <= ms < _END_MS:
+                return None
+            fields[name] = _EPOCH + timedelta(milliseconds=ms)
+    duration = get("video_duration")
+    if duration is not None:
+        if type(duration) is int and -_EXACT_FLOAT_INT <= duration <= _EXACT_FLOAT_INT:
+            duration = float(duration)
+        elif type(duration) is not float or not math.isfinite(duration):
+            return None
+        fields["video_duration"] = duration
+    credits = get("deduction_credit")
+    if credits is not None:
+        if type(credits) is not int:
+            return None
+        fields["credits"] = credits
+    return CharacterSwapResult(id=raw["_id"], status=status, raw=raw, **fields)
+
+
 def _structure_result(data: object, cls: type[Any]) -> Any:
     if not isinstance(data, Mapping):
         raise ResponseError(
@@ -452,6 +517,15 @@ def _structure_result(data: object, cls: type[Any]) -> Any:
             f"{cls.__name__} response data has no usable _id (got {_describe(task_id)})"
         )
     raw = dict(data)
+    if cls is CharacterSwapResult:
+        fast = _plain_character_swap_result(raw)
+        if fast is not None:
+            return fast
+    return _structure_with_hooks(raw, cls, task_id)
+
+
+def _structure_with_hooks(raw: dict[str, Any], cls: type[Any], task_id: str) -> Any:
+    """``raw`` (a copy of the answer's data, with a usable ``_id``) through the converter."""
     wire: dict[str, Any] = {**raw, _RAW: raw}
     if cls is CharacterSwapResult and wire.get("video_status") is None:
         # v3 results say ``video_status``; accept ``status`` if that is all we get.

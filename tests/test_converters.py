@@ -24,6 +24,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from akool_async._converters import (
+    _plain_character_swap_result,
+    _structure_with_hooks,
     analyze_to_wire,
     character_swap_to_wire,
     converter,
@@ -1170,3 +1172,75 @@ def test_hypothesis_arbitrary_data_gives_a_result_or_response_error(data: dict[s
 def _result_or_response_error(fn: Any, data: object) -> None:
     with contextlib.suppress(ResponseError):
         fn(data)
+
+
+# A poll answer field by field: the usual type, its edge values, and the unusual types the
+# converter also reads (or refuses) that the fast path must leave to it.
+_ANY_VALUE = st.sampled_from([None, "", "x", True, 0, 1, -1, 2.5, float("inf"), [], {}])
+_MS = st.integers(-(2**60), 2**60) | st.sampled_from(
+    [-62_135_596_800_001, -62_135_596_800_000, 253_402_300_799_999, 253_402_300_800_000]
+)
+_TEXT = st.none() | st.text(max_size=4) | _ANY_VALUE
+_POLL_ANSWERS = st.fixed_dictionaries(
+    {"_id": st.just("689174694b4dbdd4ab3d28c9")},
+    optional={
+        "video_status": st.integers(0, 5) | _ANY_VALUE | st.just("3"),
+        "status": st.integers(0, 5) | _ANY_VALUE,
+        "create_time": _MS | _ANY_VALUE,
+        "update_time": _MS | _ANY_VALUE,
+        "video_duration": st.floats() | st.integers(-(2**60), 2**60) | _ANY_VALUE,
+        "deduction_credit": st.integers() | st.just(20.0) | _ANY_VALUE,
+        "resolution": _TEXT,
+        "image_url": _TEXT,
+        "video_url": _TEXT,
+        "video": _TEXT,
+        "faceswap_fail_reason": _TEXT,
+        "webhookUrl": _TEXT,
+        "file_name": _TEXT,
+        "prompt": _TEXT,
+        "extra": _ANY_VALUE,
+    },
+)
+
+_USUAL_TEXT = st.none() | st.text(max_size=4)
+_USUAL_POLL_ANSWERS = st.fixed_dictionaries(
+    {"_id": st.just("689174694b4dbdd4ab3d28c9"), "video_status": st.integers(1, 4)},
+    optional={
+        "create_time": st.integers(-62_135_596_800_000, 253_402_300_799_999),
+        "update_time": st.integers(0, 2**42) | st.none(),
+        "video_duration": st.floats(allow_nan=False, allow_infinity=False)
+        | st.integers(-(2**53), 2**53)
+        | st.none(),
+        "deduction_credit": st.integers() | st.none(),
+        **dict.fromkeys(
+            ["resolution", "image_url", "video_url", "video", "faceswap_fail_reason",
+             "webhookUrl", "file_name", "prompt"],
+            _USUAL_TEXT,
+        ),
+    },
+)
+
+
+@given(_USUAL_POLL_ANSWERS | _POLL_ANSWERS)
+def test_plain_result_fast_path_agrees_with_the_converter(data: dict[str, Any]) -> None:
+    """The fast path gives exactly the converter's result, or None to leave it the answer."""
+    fast = _plain_character_swap_result(dict(data))
+    try:
+        full: object = _structure_with_hooks(dict(data), CharacterSwapResult, data["_id"])
+    except (ResponseError, UnknownStatusError) as err:
+        full = err
+    if fast is not None:
+        assert isinstance(full, CharacterSwapResult)
+        assert fast == full
+        assert fast.raw == full.raw == data
+        assert [type(getattr(fast, f.name)) for f in attrs.fields(CharacterSwapResult)] == [
+            type(getattr(full, f.name)) for f in attrs.fields(CharacterSwapResult)
+        ]
+
+
+def test_plain_result_fast_path_takes_the_documented_answers() -> None:
+    """The contract's queueing, processing, completed and failed answers take the fast path."""
+    for data in (CS_RESULT_QUEUEING, CS_RESULT_PROCESSING, CS_RESULT_COMPLETED, CS_RESULT_FAILED):
+        fast = _plain_character_swap_result(dict(data))
+        assert fast is not None
+        assert fast == _structure_with_hooks(dict(data), CharacterSwapResult, data["_id"])
