@@ -202,6 +202,11 @@ class _OutcomeQueue:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def get_nowait(self) -> Outcome | JobHandle | None:
+        """The oldest waiting item, or None when there is none yet."""
+        items = self._items
+        return items.popitem(last=False)[1] if items else None
+
     async def get(self) -> Outcome | JobHandle:
         while not self._items:
             if self._closed:
@@ -797,11 +802,15 @@ class Batch:
     async def __anext__(self) -> Outcome:
         if self._state != "open":
             raise ClientStateError("iterate a batch inside its `async with` block")
+        queue = self._queue
         while True:
-            try:
-                item = await self._queue.get()
-            except anyio.EndOfStream:
-                raise StopAsyncIteration from None
+            # Outcomes usually arrive in bursts: take a waiting one without a coroutine.
+            item = queue.get_nowait()
+            if item is None:
+                try:
+                    item = await queue.get()
+                except anyio.EndOfStream:
+                    raise StopAsyncIteration from None
             if isinstance(item, JobHandle):
                 if item.consumed:
                     continue

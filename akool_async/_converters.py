@@ -444,65 +444,80 @@ def _wire_path(cls: type, message: str) -> str:
 _MIN_MS = -62_135_596_800_000
 _END_MS = 253_402_300_800_000
 
-#: CharacterSwapResult's optional string fields and their wire keys (renames above).
-_CS_RESULT_TEXT = (
-    ("resolution", "resolution"),
-    ("image_url", "image_url"),
-    ("input_video_url", "video_url"),
-    ("webhook_url", "webhookUrl"),
-    ("file_name", "file_name"),
-    ("prompt", "prompt"),
-)
-
-
 def _plain_character_swap_result(raw: dict[str, Any]) -> CharacterSwapResult | None:
     """The result for a poll answer whose fields all have their usual types, else None.
 
     Every job's last poll is structured, so the common answer skips the generated hooks
-    and their per-field calls. It gives exactly what the converter gives for such an answer
-    (tests/test_converters.py pins the agreement); anything unusual (a float credit, a
-    numeric string, a timestamp out of range, an unknown status ...) returns None and the
-    converter decides, with its error messages.
+    and their per-field calls (spelled out field by field: this runs once per job). It
+    gives exactly what the converter gives for such an answer (tests/test_converters.py
+    pins the agreement); anything unusual (a float credit, a numeric string, a timestamp
+    out of range, an unknown status ...) returns None and the converter decides, with its
+    error messages. Wire names as in ``_WIRE_NAMES[CharacterSwapResult]``.
     """
     get = raw.get
     code = get("video_status")
     if code is None:
         code = get("status")
     status = _STATUS_BY_INT.get(code) if type(code) is int else None
-    if status is None:
+    resolution = get("resolution")
+    image_url = get("image_url")
+    input_video_url = get("video_url")
+    output_url = get("video")
+    failure_reason = get("faceswap_fail_reason")
+    webhook_url = get("webhookUrl")
+    file_name = get("file_name")
+    prompt = get("prompt")
+    if (
+        status is None
+        or (resolution is not None and type(resolution) is not str)
+        or (image_url is not None and type(image_url) is not str)
+        or (input_video_url is not None and type(input_video_url) is not str)
+        or (output_url is not None and type(output_url) is not str)
+        or (failure_reason is not None and type(failure_reason) is not str)
+        or (webhook_url is not None and type(webhook_url) is not str)
+        or (file_name is not None and type(file_name) is not str)
+        or (prompt is not None and type(prompt) is not str)
+    ):
         return None
-    fields: dict[str, Any] = {}
-    for name, key in _CS_RESULT_TEXT:
-        value = get(key)
-        if value is not None:
-            if type(value) is not str:
-                return None
-            fields[name] = value
-    for name, key in (("output_url", "video"), ("failure_reason", "faceswap_fail_reason")):
-        value = get(key)
-        if value is not None and value != "":
-            if type(value) is not str:
-                return None
-            fields[name] = value
-    for name, key in (("created_at", "create_time"), ("updated_at", "update_time")):
-        ms = get(key)
-        if ms is not None:
-            if type(ms) is not int or not _MIN_MS <= ms < _END_MS:
-                return None
-            fields[name] = _EPOCH + timedelta(milliseconds=ms)
+    created_ms = get("create_time")
+    created_at = None
+    if created_ms is not None:
+        if type(created_ms) is not int or not _MIN_MS <= created_ms < _END_MS:
+            return None
+        created_at = _EPOCH + timedelta(milliseconds=created_ms)
+    updated_ms = get("update_time")
+    updated_at = None
+    if updated_ms is not None:
+        if type(updated_ms) is not int or not _MIN_MS <= updated_ms < _END_MS:
+            return None
+        updated_at = _EPOCH + timedelta(milliseconds=updated_ms)
     duration = get("video_duration")
-    if duration is not None:
-        if type(duration) is int and -_EXACT_FLOAT_INT <= duration <= _EXACT_FLOAT_INT:
-            duration = float(duration)
-        elif type(duration) is not float or not math.isfinite(duration):
+    if duration is not None and type(duration) is not float:
+        if type(duration) is not int or not -_EXACT_FLOAT_INT <= duration <= _EXACT_FLOAT_INT:
             return None
-        fields["video_duration"] = duration
+        duration = float(duration)
+    elif duration is not None and not math.isfinite(duration):
+        return None
     credits = get("deduction_credit")
-    if credits is not None:
-        if type(credits) is not int:
-            return None
-        fields["credits"] = credits
-    return CharacterSwapResult(id=raw["_id"], status=status, raw=raw, **fields)
+    if credits is not None and type(credits) is not int:
+        return None
+    return CharacterSwapResult(
+        id=raw["_id"],
+        status=status,
+        created_at=created_at,
+        updated_at=updated_at,
+        video_duration=duration,
+        credits=credits,
+        resolution=resolution,
+        image_url=image_url,
+        input_video_url=input_video_url,
+        output_url=output_url or None,  # "" means no output (as _optional_url)
+        failure_reason=failure_reason or None,  # "" means none (as _optional_text)
+        webhook_url=webhook_url,
+        file_name=file_name,
+        prompt=prompt,
+        raw=raw,
+    )
 
 
 def _structure_result(data: object, cls: type[Any]) -> Any:

@@ -267,9 +267,16 @@ class PollScheduler:
             task_id, kind=kind, poll=poll, on_done=on_done, bucket=bucket, deadline=deadline,
             webhook=webhook, started=None,
         )
-        if self.pacer is None and due <= self.clock.monotonic():
+        now = self.clock.monotonic()
+        if self.pacer is None and due <= now:
+            if deadline is not None and now >= deadline:
+                self._finish(w, self._timeout_error(w))
+                return w
             w.in_flight = True
-            await self._poll_one(w)
+            try:
+                await self._poll_body(w)
+            finally:
+                w.in_flight = False
         else:
             self._schedule(w, due)
         return w
