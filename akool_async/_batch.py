@@ -404,12 +404,18 @@ class Batch:
         """
         source = self._source
         assert source is not None
+        slots = self._slots
         while not source.exhausted:
-            await _acquire(self._slots)
+            try:  # _acquire() inline: every job passes here
+                slots.acquire_nowait()
+            except anyio.WouldBlock:
+                await slots.acquire()
             try:
-                job = await source.next()
+                job = source.next_nowait()
+                if job is _AWAIT:
+                    job = await source.next()
             except BaseException:
-                self._slots.release()
+                slots.release()
                 raise
             if job is _END:
                 self._slots.release()
@@ -514,7 +520,7 @@ class Batch:
         await self._scheduler.follow(
             task_id,
             kind="head_swap" if is_head else "character_swap",
-            bucket=_size_bucket(request),
+            bucket=_size_bucket(request) if self._policy.adaptive else None,
             poll=resource.get,
             on_done=_Running(self, key, request, task_id, handle),
             deadline=deadline,
@@ -775,7 +781,7 @@ class Batch:
     def _emit(self, outcome: Outcome, handle: JobHandle | None, source: str | None) -> None:
         """Deliver a job's one outcome; ``source`` is the state it leaves (None: none)."""
         self._outstanding -= 1
-        if outcome.ok:
+        if outcome.error is None:
             credits = getattr(outcome.result, "credits", None)
             if isinstance(credits, (int, float)):
                 self._credits += credits
@@ -915,6 +921,8 @@ def _size_bucket(request: Request) -> tuple[str, int]:
 
 #: What _Source.next() returns once the input is exhausted.
 _END: Any = object()
+#: What _Source.next_nowait() returns for an async input: await next() instead.
+_AWAIT: Any = object()
 
 
 class _Source:
@@ -936,15 +944,22 @@ class _Source:
         self._lock = anyio.Lock()
         self.exhausted = False
 
+    def next_nowait(self) -> Any:
+        """The next item of a plain iterator, or :data:`_END` (then and ever after);
+        :data:`_AWAIT` for an async input."""
+        if self._sync is None:
+            return _AWAIT
+        if not self.exhausted:
+            item = next(self._sync, _END)
+            if item is not _END:
+                return item
+            self.exhausted = True
+        return _END
+
     async def next(self) -> Any:
         """The next item, or :data:`_END` (then and ever after)."""
         if self._sync is not None:
-            if not self.exhausted:
-                item = next(self._sync, _END)
-                if item is not _END:
-                    return item
-                self.exhausted = True
-            return _END
+            return self.next_nowait()
         assert self._async is not None
         async with self._lock:
             if not self.exhausted:
