@@ -274,7 +274,9 @@ class Batch:
         self._slots = anyio.Semaphore(max_in_flight)
         # Request pacing (every attempt, AIMD on 429/1005) is the client's: one budget per
         # API key. The scheduler only orders polls by due time and bounds them in flight.
-        self._scheduler = PollScheduler(self._policy, self._clock)
+        self._scheduler = PollScheduler(
+            self._policy, self._clock, room_to_hand_off=self._room_to_hand_off
+        )
         self._queue = _OutcomeQueue()
         self._tg: TaskGroup | None = None
         # submit() hands jobs to the create workers through this stream; with a jobs
@@ -622,6 +624,11 @@ class Batch:
         if outcome.ok:
             outcome = await self._download(journal, outcome)
         self._emit(outcome, handle, "running")
+
+    def _room_to_hand_off(self) -> bool:
+        """A poll handed to a worker would get a connection beside the next create's."""
+        transport = self._client._transport
+        return transport is not None and transport.spare_connections() > 1
 
     # -- webhooks -------------------------------------------------------------------------
 

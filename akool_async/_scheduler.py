@@ -191,6 +191,7 @@ class PollScheduler:
         rng: random.Random | None = None,
         estimator: DurationEstimator | None = None,
         on_throttle: Callable[[float | None], None] | None = None,
+        room_to_hand_off: Callable[[], bool] | None = None,
     ) -> None:
         self.policy = policy
         self.clock = clock
@@ -216,6 +217,9 @@ class PollScheduler:
         self._wants_work = False
         self._wants_worker = False
         self._on_throttle = on_throttle
+        # follow(): True when a first poll handed to a worker would not wait for a
+        # connection (None: always hand off to an idle worker).
+        self._room_to_hand_off = room_to_hand_off
         self._by_id: dict[str, Watch] = {}
         self.polls_sent = 0
 
@@ -256,19 +260,27 @@ class PollScheduler:
         deadline: float | None = None,
         webhook: bool = False,
     ) -> Watch:
-        """:meth:`watch`, and if the first poll is due at once, send it from this task.
+        """:meth:`watch`; a first poll due at once is sent from this task when handing it
+        to a poll worker would only make it wait (no idle worker, or
+        ``room_to_hand_off()`` says no connection is spare for it).
 
-        A create whose task should be polled right away (``PollPolicy.initial`` 0) is then
-        one task's two requests in a row, as in a hand-written loop: no hand-off to a worker
-        and no second request competing for a connection. Later polls, if any, are the
-        scheduler's as usual.
+        A create whose task should be polled right away (``PollPolicy.initial`` 0) on a
+        saturated connection pool is then one task's two requests in a row, as in a
+        hand-written loop: no hand-off, no second request queueing for a connection (the
+        CPU-bound benchmark B1). With connections to spare, a worker polls while this task
+        moves on (the latency-bound B2). Later polls are the scheduler's as usual.
         """
         w, due = self._new_watch(
             task_id, kind=kind, poll=poll, on_done=on_done, bucket=bucket, deadline=deadline,
             webhook=webhook, started=None,
         )
         now = self.clock.monotonic()
-        if self.pacer is None and due <= now:
+        room = self._room_to_hand_off
+        if (
+            self.pacer is None
+            and due <= now
+            and (not self._idle or (room is not None and not room()))
+        ):
             if deadline is not None and now >= deadline:
                 self._finish(w, self._timeout_error(w))
                 return w

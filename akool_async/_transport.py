@@ -109,6 +109,10 @@ class Transport:
         """The base URL requests are sent to (no trailing slash)."""
         return self._base
 
+    def spare_connections(self) -> int:
+        """Pooled connections a request would get right now, without waiting."""
+        return self._gate.spare()
+
     async def open(self) -> None:
         """Create the session and its connection pool (must run inside the event loop)."""
         if self._session is not None:
@@ -253,6 +257,10 @@ class _Gate:
             collections.deque()
         )
         self._timer: asyncio.TimerHandle | None = None
+
+    def spare(self) -> int:
+        """Slots a new request would get at once (0 while anyone is queued)."""
+        return 0 if self._waiters or self._first else self._free
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody is queued for it."""

@@ -561,3 +561,30 @@ async def test_follow_sends_a_first_poll_due_at_once_from_the_calling_task() -> 
     assert later.is_watching("later")
     sched.cancel("running")
     later.cancel("later")
+
+
+@pytest.mark.parametrize("room", [True, False])
+async def test_follow_hands_a_due_poll_to_an_idle_worker_only_with_room(room: bool) -> None:
+    """With idle workers and a spare connection the first poll goes to a worker; else inline."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=0.0, factor=1.5, max_interval=1.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=False)
+    sched = PollScheduler(policy, clock, max_concurrent_polls=2,
+                          room_to_hand_off=lambda: room)
+    pollers: list[object] = []
+    done = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        pollers.append(anyio.get_current_task().id)
+        return FakeResult(TaskStatus.COMPLETED)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sched.run)
+        await anyio.wait_all_tasks_blocked()  # both workers idle
+        await sched.follow("a", kind="k", poll=poll, on_done=lambda _v: done.set())
+        here = anyio.get_current_task().id
+        polled_here = pollers == [here]
+        await done.wait()
+        tg.cancel_scope.cancel()
+    assert len(pollers) == 1
+    assert polled_here is not room  # room: a worker polled; no room: this task did
