@@ -803,7 +803,8 @@ class Batch:
             handle._event.set()
         else:
             self._queue.put(outcome)
-        self._maybe_finish()
+        if not self._intake_open and self._outstanding == 0:  # _maybe_finish(), inline
+            self._queue.close()
 
     def _maybe_finish(self) -> None:
         if not self._intake_open and self._outstanding == 0:
@@ -877,7 +878,18 @@ class _Running:
         self.handle = handle
 
     def __call__(self, value: Any) -> None:
-        self.batch._done(self, value)
+        batch = self.batch
+        if (
+            batch._journal is None
+            and batch._downloader is None
+            and not isinstance(value, AkoolError)
+            and value.status is TaskStatus.COMPLETED
+        ):
+            # The common end, without _done's branches: a result to hand out as is.
+            outcome = Outcome(key=self.key, job=self.request, result=value, task_id=self.task_id)
+            batch._emit(outcome, self.handle, "running")
+        else:
+            batch._done(self, value)
 
 
 async def _receive(todo: MemoryObjectReceiveStream[_Todo]) -> _Todo | None:

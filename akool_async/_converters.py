@@ -521,7 +521,7 @@ def _plain_character_swap_result(raw: dict[str, Any]) -> CharacterSwapResult | N
 
 
 def _structure_result(data: object, cls: type[Any]) -> Any:
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise ResponseError(
             f"expected the response data to be an object for {cls.__name__}, "
             f"got {type(data).__name__}"

@@ -370,13 +370,16 @@ class PollScheduler:
         return delay * self._rng.uniform(1.0 - j, 1.0 + j) if j else delay
 
     def _first_delay(self, w: Watch) -> float:
+        policy = self.policy
         if w.webhook:
-            return self._jitter(self.policy.reconcile_interval)
-        if self.policy.adaptive:
+            return self._jitter(policy.reconcile_interval)
+        if policy.adaptive:
             aim = self.estimator.quantile(w.bucket, ADAPTIVE_FIRST_QUANTILE)
             if aim is not None:
                 return self._jitter(aim)
-        return poll_delay(0, self.policy, self._rng)
+        if not policy.initial > 0:
+            return 0.0  # poll_delay(0, ...) of a zero initial delay, without the call
+        return poll_delay(0, policy, self._rng)
 
     def _next_delay(self, w: Watch, now: float) -> float:
         p = self.policy
@@ -566,22 +569,24 @@ class PollScheduler:
             else:
                 self._finish(w, err)
             return
-        now = self.clock.monotonic()
         if w.done:
             return
         if self.pacer is not None:
             self.pacer.succeeded()
         status: TaskStatus = result.status
         w.status = status
-        if status.is_terminal:
-            if self.policy.adaptive:
+        adaptive = self.policy.adaptive
+        if status is TaskStatus.COMPLETED or status is TaskStatus.FAILED:
+            if adaptive:
                 # The true end lies between the previous poll and this one.
+                now = self.clock.monotonic()
                 previous = w.last_poll if w.last_poll is not None else w.started
                 self.estimator.observe(w.bucket, (previous + now) / 2 - w.started)
             self._finish(w, result)
             return
+        now = self.clock.monotonic()
         w.last_poll = now
-        if self.policy.adaptive and not w.webhook:
+        if adaptive and not w.webhook:
             age = now - w.started
             self.estimator.seen_running(w.bucket, w.running_age, age)
             # Recorded only while the bucket is young (the estimator drops the others).

@@ -80,7 +80,8 @@ class CharacterSwapResource:
 
     async def get(self, task_id: str) -> CharacterSwapResult:
         """The current state of task ``task_id`` (one poll, retried on transient errors)."""
-        task_id = check_id("task_id", task_id)
+        if type(task_id) is not str or not task_id.strip():
+            task_id = check_id("task_id", task_id)  # raises ValidationError
         data = await self._client._request(
             "GET",
             RESULT_PATH,
