@@ -444,6 +444,19 @@ def _wire_path(cls: type, message: str) -> str:
 _MIN_MS = -62_135_596_800_000
 _END_MS = 253_402_300_800_000
 
+#: What _plain_timestamp returns for a value the converter must judge.
+_UNUSUAL: Any = object()
+
+
+def _plain_timestamp(ms: object) -> Any:
+    """None, the datetime of epoch milliseconds in datetime's range, or :data:`_UNUSUAL`."""
+    if ms is None:
+        return None
+    if type(ms) is not int or not _MIN_MS <= ms < _END_MS:
+        return _UNUSUAL
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
 def _plain_character_swap_result(raw: dict[str, Any]) -> CharacterSwapResult | None:
     """The result for a poll answer whose fields all have their usual types, else None.
 
@@ -479,18 +492,10 @@ def _plain_character_swap_result(raw: dict[str, Any]) -> CharacterSwapResult | N
         or (prompt is not None and type(prompt) is not str)
     ):
         return None
-    created_ms = get("create_time")
-    created_at = None
-    if created_ms is not None:
-        if type(created_ms) is not int or not _MIN_MS <= created_ms < _END_MS:
-            return None
-        created_at = _EPOCH + timedelta(milliseconds=created_ms)
-    updated_ms = get("update_time")
-    updated_at = None
-    if updated_ms is not None:
-        if type(updated_ms) is not int or not _MIN_MS <= updated_ms < _END_MS:
-            return None
-        updated_at = _EPOCH + timedelta(milliseconds=updated_ms)
+    created_at = _plain_timestamp(get("create_time"))
+    updated_at = _plain_timestamp(get("update_time"))
+    if created_at is _UNUSUAL or updated_at is _UNUSUAL:
+        return None
     duration = get("video_duration")
     if duration is not None and type(duration) is not float:
         if type(duration) is not int or not -_EXACT_FLOAT_INT <= duration <= _EXACT_FLOAT_INT:
