@@ -226,6 +226,23 @@ class Estimate:
         """True when every job was estimated."""
         return self.no_duration == 0 and self.head_swaps == 0
 
+    def summary(self) -> str:
+        """One short line: the estimate and, if partial, which jobs it covers."""
+        if self.complete:
+            return f"{self.credits:,}"
+        left = [
+            f"{n} {what}"
+            for n, what in (
+                (self.no_duration, "without a duration"),
+                (self.head_swaps, "head swap(s)"),
+            )
+            if n
+        ]
+        return (
+            f"{self.credits:,} for the {self.estimated} character swap(s) with a duration "
+            f"(not estimated: {', '.join(left)})"
+        )
+
     def describe(self) -> str:
         """One or two lines for humans."""
         text = f"estimated credits: {self.credits:,} for {self.estimated} character swap(s)"
@@ -717,7 +734,7 @@ def _summary(ui: Ui, result: Tally, opts: RunOptions, est: Estimate) -> None:
             )
         rows.append(("downloaded", saved))
     rows.append(("credits charged", f"{result.credits:,.0f} (character swaps)"))
-    rows.append(("credits estimated", f"{est.credits:,}" + ("" if est.complete else " (partial)")))
+    rows.append(("credits estimated", est.summary()))
     rows.append(("elapsed", _duration(result.elapsed)))
     rate = done / result.elapsed if result.elapsed > 0 else 0.0
     rows.append(("rate", f"{rate:.1f} jobs/s"))

@@ -18,7 +18,7 @@ import pytest
 from threaded_sim import ThreadedSimulator
 
 import akool_async as akool
-from akool_async._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from akool_async._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Estimate, main
 from akool_async.testing import AkoolSimulator, Duration
 
 #: Real seconds per simulated second, for the simulator and the CLI's --time-scale alike.
@@ -487,3 +487,14 @@ def test_webhook_options_receive_the_simulators_signed_webhooks(
     assert deliveries
     assert {d.url for d in deliveries} == {url}
     assert {d.outcome for d in deliveries} == {"delivered"}
+
+
+def test_summary_estimate_says_which_jobs_a_partial_estimate_covers() -> None:
+    """A partial estimate names the jobs it covers and the ones it leaves out."""
+    assert Estimate(120, 3, 0, 0).summary() == "120"
+    partial = Estimate(4245, 250, 43, 7).summary()
+    assert partial == (
+        "4,245 for the 250 character swap(s) with a duration "
+        "(not estimated: 43 without a duration, 7 head swap(s))"
+    )
+    assert Estimate(0, 0, 5, 0).summary().endswith("(not estimated: 5 without a duration)")
