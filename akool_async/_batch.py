@@ -12,13 +12,14 @@ Shape of a batch (all tasks live in ONE anyio task group owned by the batch)::
                                                                  ▼
                                    outcome stream ──► ``async for outcome in batch``
 
-- Intake is lazy: the next job is pulled only when an in-flight slot is free; a slot is
-  freed when the caller *consumes* the job's outcome (by iterating or by a handle), so a slow
-  consumer slows intake and memory stays bounded by ``max_in_flight``.
-- Before its create, a job is a tuple in a queue; a worker takes it (a head swap waits for
-  its shared analysis in a task of its own, so slow analyses never hold a worker). After
-  its create, a job is no coroutine at all: it is one entry in the scheduler's heap until
-  its terminal poll (or webhook) completes it through a callback.
+- Intake is lazy: a free create worker pulls the next job itself, once an in-flight slot is
+  free; a slot is freed when the caller *consumes* the job's outcome (by iterating or by a
+  handle), so a slow consumer slows intake and memory stays bounded by ``max_in_flight``.
+  (``submit()`` hands jobs to the workers through a stream instead.)
+- A head swap waits for its shared analysis in a task of its own, so slow analyses never
+  hold a worker. After its create, a job is no coroutine at all: it is one entry in the
+  scheduler's heap until its terminal poll (or webhook) completes it through a callback;
+  a first poll due at once may be sent by the worker first (``PollScheduler.follow``).
 - Exactly one :class:`Outcome` per job. A job's failure is a value; only bugs and
   cancellation propagate. Leaving the ``async with`` block early cancels intake and every
   local task; tasks already created remotely keep running on Akool's side (with a journal,
@@ -420,7 +421,7 @@ class Batch:
                 slots.release()
                 raise
             if job is _END:
-                self._slots.release()
+                slots.release()
                 if self._intake_open:
                     self._intake_open = False
                     self._maybe_finish()
