@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from akool_async._envelope import decode_response, success_data
@@ -242,11 +242,27 @@ def _encoded(value: object, how: str) -> bytes:
     return text.encode()
 
 
+# Success-shaped envelopes (2xx, code 1000) with every kind of ``data``: the edge the fast
+# path decides on, drawn often rather than by luck.
+_SUCCESS_SHAPED = st.fixed_dictionaries(
+    {
+        "code": st.just(1000),
+        "data": st.none() | _JSON_VALUES | st.dictionaries(st.text(), _JSON_VALUES),
+    },
+    optional={"msg": st.text(max_size=5)},
+)
+
+
+@settings(max_examples=300)
 @given(
     st.sampled_from([200, 201, 204, 299, 301, 400, 429, 500]),
-    _ENVELOPES | _JSON_VALUES,
+    _SUCCESS_SHAPED | _ENVELOPES | _JSON_VALUES,
     st.sampled_from(["utf-8", "bom", "utf-16", "padded"]),
 )
+@example(200, {"code": 1000, "data": [1]}, "utf-8")
+@example(200, {"code": 1000, "data": "x"}, "utf-8")
+@example(200, {"code": 1000.0, "data": {}}, "utf-8")
+@example(200, {"code": 1000, "msg": "OK"}, "padded")
 def test_success_fast_path_agrees_with_decode_response(
     status: int, envelope: object, how: str
 ) -> None:

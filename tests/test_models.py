@@ -420,6 +420,7 @@ def test_hypothesis_url_fast_path_agrees_with_the_full_check(value: str) -> None
     assert _url_problem(value) == _url_problem_full(value)
 
 
+_plain_urls = st.sampled_from(["https://a.b/i.png", "http://x.y:8080/v.mp4?d=1#t"])
 _field_values = st.one_of(
     _urlish,
     st.sampled_from(["480p", "720p", "1080p", "360p", "animate", "replace", "Animate", ""]),
@@ -431,8 +432,8 @@ _field_values = st.one_of(
 
 @settings(max_examples=500)
 @given(
-    image=_urlish | _field_values,
-    video=_urlish | _field_values,
+    image=_plain_urls | _urlish | _field_values,
+    video=_plain_urls | _urlish | _field_values,
     resolution=st.sampled_from(["480p", "720p", "1080p"]) | _field_values,
     mode=st.sampled_from(["animate", "replace"]) | _field_values,
     duration=st.none() | _field_values,
@@ -441,6 +442,10 @@ _field_values = st.one_of(
 )
 @example(image="https://a.b/i.png", video="http://a.b/v.mp4", resolution="480p",
          mode="replace", duration=None, prompt=None, webhook_url=None)
+@example(image="https://a.b/i.png", video="http://a.b/v.mp4", resolution="480p",
+         mode="replace", duration=None, prompt=12, webhook_url=None)
+@example(image="https://a.b/i.png", video="http://a.b/v.mp4", resolution="480p",
+         mode="replace", duration=0, prompt=None, webhook_url="not a url")
 def test_character_swap_fast_path_accepts_only_what_the_full_checks_accept(
     **fields: object,
 ) -> None:

@@ -384,6 +384,25 @@ async def test_gate_one_timer_expires_every_unserved_waiter() -> None:
     gate.close()
 
 
+async def test_gate_timer_rearms_for_a_waiter_queued_after_it_was_armed() -> None:
+    """A waiter queued well after the timer was armed for an older one still times out."""
+    gate = _Gate(1, 0.05)
+    assert gate.try_acquire()
+    results: list[bool] = []
+
+    async def wait() -> None:
+        results.append(await gate.acquire())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        # Not synchronisation: it puts the second deadline past the first expiry, so the
+        # timer must re-arm for it (without that, the second wait never ends).
+        await anyio.sleep(0.025)
+        tg.start_soon(wait)
+    assert results == [False, False]
+    gate.close()
+
+
 async def test_gate_cancelled_waiters_never_leak_a_slot() -> None:
     """A waiter cancelled in the queue, or just after a slot was handed to it, frees it."""
     gate = _Gate(1, 30.0)
