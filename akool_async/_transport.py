@@ -174,13 +174,22 @@ class Transport:
         gate = self._gate
         # No event-loop turn when a connection is free; else reads (polls) before writes
         # (creates): see _Gate.
-        if not gate.try_acquire() and not await gate.acquire(first=method == "GET"):
-            raise ConnectError(
-                f"timed out after {gate.timeout:g} s waiting for a free connection "
-                f"(Limits.max_connections); the request was not sent",
-                method=method,
-                path=path,
-            )
+        if not gate.try_acquire():
+            acquired = await gate.acquire(first=method == "GET")
+            if self._session is not session:
+                if acquired:
+                    gate.release()
+                raise ClientStateError(
+                    "the client was closed while this request waited for a connection; "
+                    "the request was not sent"
+                )
+            if not acquired:
+                raise ConnectError(
+                    f"timed out after {gate.timeout:g} s waiting for a free connection "
+                    f"(Limits.max_connections); the request was not sent",
+                    method=method,
+                    path=path,
+                )
         try:
             async with session.request(
                 method,
@@ -322,10 +331,16 @@ class _Gate:
             self._timer = loop.call_at(earliest, self._expire)
 
     def close(self) -> None:
-        """Drop the timer (the transport is closing; no waiter can remain)."""
+        """The transport is closing: drop the timer and turn every waiter away (False) at
+        once, rather than when the requests holding the slots fail."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for waiters in (self._first, self._waiters):
+            while waiters:
+                waiter = waiters.popleft()[1]
+                if not waiter.done():
+                    waiter.set_result(False)
 
 
 #: A pool wait may end this much before its deadline (the event loop fires timers up to its

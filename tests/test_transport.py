@@ -233,6 +233,45 @@ async def test_pool_wait_timeout_is_connect_error() -> None:
     assert statuses == [200]
 
 
+async def test_closing_turns_away_requests_waiting_for_a_connection() -> None:
+    """A request queued for a connection when the transport closes fails at once, unsent."""
+    release = asyncio.Event()
+    entered = asyncio.Event()
+    creates = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal creates
+        if request.path == "/create":
+            creates += 1
+        entered.set()
+        await release.wait()
+        return web.Response(body=b"{}")
+
+    errors: list[BaseException] = []
+
+    async def call(t: Transport, method: str, path: str) -> None:
+        try:
+            await t.request(method, path, json={} if method == "POST" else None)
+        except (ClientStateError, TransportError) as err:
+            errors.append(err)
+
+    timeouts = Timeouts(connect=3600, read=3600, total=3600)  # only closing can end the wait
+    async with web_server(handler) as url:
+        t = Transport(url, timeouts=timeouts, limits=Limits(max_connections=1), user_agent="t")
+        await t.open()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, t, "GET", "/hold")  # holds the only connection
+            await entered.wait()
+            tg.start_soon(call, t, "POST", "/create")  # queues for it
+            await anyio.wait_all_tasks_blocked()
+            await t.aclose()
+        release.set()
+    queued = [e for e in errors if isinstance(e, ClientStateError)]
+    assert len(queued) == 1
+    assert "was not sent" in str(queued[0])
+    assert creates == 0
+
+
 async def test_oversized_body_is_response_error() -> None:
     """A body over max_response_bytes is refused with ResponseError."""
 
