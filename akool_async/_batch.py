@@ -289,7 +289,10 @@ class Batch:
         self._outstanding = 0
         self._counter = 0
         self._analyses: collections.OrderedDict[str, _AnalysisShare] = collections.OrderedDict()
-        self._counts: dict[str, int] = collections.Counter()
+        # A plain dict with every state: Counter's lookups cost more on every move.
+        self._counts: dict[str, int] = dict.fromkeys(
+            ("pending", "submitting", "running", "completed", "failed", "uncertain"), 0
+        )
         self._credits = 0.0
         self._journal_spec = journal
         self._journal: Journal | None = None
