@@ -51,6 +51,10 @@ from ._retry import poll_delay
 
 __all__ = ["DurationEstimator", "PollScheduler", "Watch"]
 
+# Module constants: an Enum member read through its class costs ~3x a global read.
+_COMPLETED = TaskStatus.COMPLETED
+_FAILED = TaskStatus.FAILED
+
 #: Completed jobs of a bucket needed before its estimate steers first polls.
 ADAPTIVE_MIN_SAMPLES = 3
 #: Quantile of observed durations the first adaptive poll aims at (low, so that most jobs
@@ -576,7 +580,7 @@ class PollScheduler:
         status: TaskStatus = result.status
         w.status = status
         adaptive = self.policy.adaptive
-        if status is TaskStatus.COMPLETED or status is TaskStatus.FAILED:
+        if status is _COMPLETED or status is _FAILED:
             if adaptive:
                 # The true end lies between the previous poll and this one.
                 now = self.clock.monotonic()
