@@ -770,8 +770,20 @@ class Batch:
 
     def _done(self, running: _Running, value: Any) -> None:
         """A watched job reached its end (terminal result, or an error such as a deadline)."""
-        outcome = self._outcome_for(running.key, running.request, running.task_id, value)
         journal = self._journal
+        if (
+            journal is None
+            and self._downloader is None
+            and not isinstance(value, AkoolError)
+            and value.status is _COMPLETED
+        ):
+            # The common end (every job's, in bulk): a result to hand out as is.
+            outcome = Outcome(
+                key=running.key, job=running.request, result=value, task_id=running.task_id
+            )
+            self._emit(outcome, running.handle, "running")
+            return
+        outcome = self._outcome_for(running.key, running.request, running.task_id, value)
         if journal is None and (self._downloader is None or not outcome.ok):
             self._emit(outcome, running.handle, "running")
         else:
@@ -810,8 +822,7 @@ class Batch:
             handle._event.set()
         else:
             self._queue.put(outcome)
-        if not self._intake_open and self._outstanding == 0:  # _maybe_finish(), inline
-            self._queue.close()
+        self._maybe_finish()
 
     def _maybe_finish(self) -> None:
         if not self._intake_open and self._outstanding == 0:
@@ -885,18 +896,7 @@ class _Running:
         self.handle = handle
 
     def __call__(self, value: Any) -> None:
-        batch = self.batch
-        if (
-            batch._journal is None
-            and batch._downloader is None
-            and not isinstance(value, AkoolError)
-            and value.status is _COMPLETED
-        ):
-            # The common end, without _done's branches: a result to hand out as is.
-            outcome = Outcome(key=self.key, job=self.request, result=value, task_id=self.task_id)
-            batch._emit(outcome, self.handle, "running")
-        else:
-            batch._done(self, value)
+        self.batch._done(self, value)
 
 
 async def _receive(todo: MemoryObjectReceiveStream[_Todo]) -> _Todo | None:

@@ -92,13 +92,7 @@ def success_data(status: int, body: bytes) -> dict[str, Any] | None:
     answers this accepts.
     """
     if 200 <= status < 300 and body:
-        try:  # _parse(), its fast branch inline: every API answer passes here
-            text = body.decode()
-            parsed, end = _scan(text, 0)
-            if end != len(text):
-                parsed = _parse(body)
-        except (ValueError, StopIteration, RecursionError):
-            parsed = _parse(body)
+        parsed = _parse(body)
         if type(parsed) is dict:
             code = parsed.get("code")
             if code == SUCCESS and type(code) is int:

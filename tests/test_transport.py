@@ -424,7 +424,7 @@ async def test_gate_one_timer_expires_every_unserved_waiter() -> None:
 
 
 async def test_gate_timer_rearms_for_a_waiter_queued_after_it_was_armed() -> None:
-    """A waiter queued well after the timer was armed for an older one still times out."""
+    """A waiter whose deadline is past the first expiry still times out (the timer re-arms)."""
     gate = _Gate(1, 0.05)
     assert gate.try_acquire()
     results: list[bool] = []
@@ -434,10 +434,12 @@ async def test_gate_timer_rearms_for_a_waiter_queued_after_it_was_armed() -> Non
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(wait)
-        # Not synchronisation: it puts the second deadline past the first expiry, so the
-        # timer must re-arm for it (without that, the second wait never ends).
-        await anyio.sleep(0.025)
         tg.start_soon(wait)
+        await anyio.wait_all_tasks_blocked()
+        # As if the second had queued later: its deadline is past the first expiry, so
+        # the timer armed for the first must re-arm for it (else it never ends).
+        deadline, waiter = gate._waiters[1]
+        gate._waiters[1] = (deadline + gate.timeout / 2, waiter)
     assert results == [False, False]
     gate.close()
 
