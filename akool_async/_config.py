@@ -48,9 +48,10 @@ class Timeouts:
       establishing a new TCP+TLS connection when the pool has none open.
     - ``read`` (30 s): how long to wait for an answer. An API answer is a few hundred
       bytes that arrive together, so an API call must end within ``connect + read`` of
-      its start (and within ``total``): one timer per call, where a per-chunk silence
-      timer cost three (aiohttp re-arms it on every read). Downloads stream large files:
-      for them ``read`` is the longest silence allowed between two chunks.
+      its start (and within ``total``). All calls share that budget, so one timer serves
+      them all, where aiohttp's timeouts cost a timer (or, per chunk, several) per call.
+      Downloads stream large files: for them ``read`` is the longest silence allowed
+      between two chunks.
     - ``total`` (60 s): one API call from start to last byte. Akool answers creates within
       a few seconds; a minute means something is wrong and the retry policy should decide.
     """

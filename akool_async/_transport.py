@@ -23,6 +23,7 @@ import contextlib
 import json as _json
 import logging
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -58,14 +59,15 @@ class RawResponse(NamedTuple):
 class Transport:
     """Sends requests to ``base_url`` over one pooled session (open it before use).
 
-    ``timeouts``: ``connect`` bounds the wait for a pool slot, then TCP/TLS setup; ``read`` is
-    the longest silence while reading; ``total`` bounds the whole request. ``limits`` sets
+    ``timeouts``: ``connect`` bounds the wait for a pool slot, then TCP/TLS setup; a call
+    must then end within ``connect + read`` seconds (at most ``total``). ``limits`` sets
     the pool size and the largest body accepted. ``headers`` are sent with every request
     (never logged).
     """
 
     __slots__ = (
         "_base",
+        "_deadlines",
         "_gate",
         "_headers",
         "_limits",
@@ -103,6 +105,10 @@ class Transport:
             min(limits.max_connections, limits.max_connections_per_host),
             min(timeouts.connect, timeouts.total),
         )
+        # API answers are small and arrive together: a call has one deadline, connect +
+        # read from its start (within total). Every call has the same budget, so ONE timer
+        # serves them all (_Deadlines) instead of aiohttp's timer per request.
+        self._deadlines = _Deadlines(min(timeouts.total, timeouts.connect + timeouts.read))
 
     @property
     def base_url(self) -> str:
@@ -117,12 +123,10 @@ class Transport:
         """Create the session and its connection pool (must run inside the event loop)."""
         if self._session is not None:
             raise ClientStateError("the transport is already open")
-        t = self._timeouts
-        # API answers are small and arrive together: one deadline per call (connect + read,
-        # within total) instead of aiohttp's per-chunk read timer, which re-arms a timer
-        # handle on every read and cost ~8 % of a request's CPU in benchmark B1. Downloads
-        # set their own per-chunk timeout (see _download).
-        budget = min(t.total, t.connect + t.read)
+        # No session-wide timer: API calls run under _Deadlines, and aiohttp's own timers
+        # (one TimerHandle per request for ``total``, re-armed per chunk for ``sock_read``)
+        # were ~10 % of a request's CPU in benchmark B1. ``connect`` still bounds opening
+        # a new connection. Downloads set their own per-chunk timeout (see _download).
         connector = aiohttp.TCPConnector(
             limit=self._limits.max_connections,
             limit_per_host=self._limits.max_connections_per_host,
@@ -130,7 +134,7 @@ class Transport:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=budget, connect=t.connect),
+            timeout=aiohttp.ClientTimeout(total=None, connect=self._timeouts.connect),
             headers=self._headers,
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
@@ -141,6 +145,7 @@ class Transport:
         """Close the session and every pooled connection (idempotent, shielded)."""
         session, self._session = self._session, None
         self._gate.close()
+        self._deadlines.close()
         if session is not None:
             with anyio.CancelScope(shield=True):
                 await session.close()
@@ -190,6 +195,8 @@ class Transport:
                     method=method,
                     path=path,
                 )
+        deadlines = self._deadlines
+        call = deadlines.start()
         try:
             async with session.request(
                 method,
@@ -206,8 +213,23 @@ class Transport:
                     body = await self._read_capped(resp, method, path)
                 status = resp.status
                 result = RawResponse(status, resp.headers, body)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise _map_error(exc, method, path) from exc
+        except BaseException as exc:
+            if deadlines.end(call):
+                # Our deadline cancelled the task (whatever aiohttp made of that, it is the
+                # timeout); a cancellation from elsewhere as well still propagates.
+                if _cancelled_by_others(call[1]) and isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise RequestTimeoutError(
+                    f"no answer within {deadlines.budget:g} s (Timeouts.connect + read, "
+                    "within total); the server may have processed the request",
+                    method=method,
+                    path=path,
+                ) from None
+            if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError)):
+                raise _map_error(exc, method, path) from exc
+            raise
+        else:
+            deadlines.end(call)
         finally:
             gate.release()
         if _logger.isEnabledFor(logging.DEBUG):
@@ -341,6 +363,92 @@ class _Gate:
                 waiter = waiters.popleft()[1]
                 if not waiter.done():
                     waiter.set_result(False)
+
+
+class _Deadlines:
+    """The deadlines of every API call in flight, on ONE timer.
+
+    Each call must end within ``budget`` seconds of its start; all calls share the budget,
+    so their deadlines come in start order and a deque holds them. The timer is armed for
+    the oldest call still running; when it fires it cancels the task of each call past its
+    deadline, marks the call expired, and re-arms for the oldest call left. A call costs a
+    deque append and a flag, where aiohttp's ``total`` timeout costs a timer handle, its
+    cancellation and a context object per request.
+
+    A call is ``[deadline, task, state]``: state is ``_RUNNING``, then ``_ENDED`` or
+    ``_EXPIRED``. Only a running call's task is ever cancelled, and a call ends in the same
+    step its awaited I/O returns, so the cancellation always lands inside the call.
+    """
+
+    __slots__ = ("_calls", "_timer", "budget")
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self._calls: collections.deque[list[Any]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> list[Any]:
+        """Register the current task's call; return its handle for :meth:`end`."""
+        loop = asyncio.get_running_loop()
+        call: list[Any] = [loop.time() + self.budget, asyncio.current_task(), _RUNNING]
+        calls = self._calls
+        # Calls end roughly in start order: drop the ended ones at the front as we go, so
+        # the deque holds about the calls in flight rather than a budget's worth of calls.
+        while calls and calls[0][2] is not _RUNNING:
+            calls.popleft()
+        calls.append(call)
+        if self._timer is None:
+            self._timer = loop.call_at(call[0], self._expire)
+        return call
+
+    @staticmethod
+    def end(call: list[Any]) -> bool:
+        """Mark ``call`` ended; True if its deadline had passed (its task was cancelled)."""
+        expired = call[2] is _EXPIRED
+        call[2] = _ENDED
+        return expired
+
+    def _expire(self) -> None:
+        self._timer = None
+        calls = self._calls
+        loop = asyncio.get_running_loop()
+        # The loop runs a timer up to its clock resolution early: never re-arm for "now".
+        now = loop.time() + _TIMER_SLACK
+        while calls:
+            call = calls[0]
+            if call[2] is not _RUNNING:
+                calls.popleft()
+            elif call[0] <= now:
+                calls.popleft()
+                call[2] = _EXPIRED
+                call[1].cancel()
+            else:
+                self._timer = loop.call_at(call[0], self._expire)
+                break
+
+    def close(self) -> None:
+        """Drop the timer (the session is closing and ends every call itself)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._calls.clear()
+
+
+_RUNNING, _ENDED, _EXPIRED = "running", "ended", "expired"
+
+
+if sys.version_info >= (3, 11):
+
+    def _cancelled_by_others(task: asyncio.Task[Any]) -> bool:
+        """Withdraw our own cancel request; True if another one is still pending."""
+        return task.uncancel() > 0
+
+else:
+
+    def _cancelled_by_others(task: asyncio.Task[Any]) -> bool:
+        # 3.10 counts no cancel requests. Under anyio a cancelled scope re-delivers its
+        # cancellation at the next await, so treating this one as our timeout loses nothing.
+        return False
 
 
 #: A pool wait may end this much before its deadline (the event loop fires timers up to its

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -202,6 +203,89 @@ async def test_total_timeout_is_request_timeout() -> None:
             with pytest.raises(RequestTimeoutError):
                 await t.request("POST", "/x", json={})
         release.set()
+
+
+async def test_deadline_timer_rearms_for_a_later_call() -> None:
+    """One timer serves every call: armed for a call that answered, it re-arms for the next
+    call still running and times that one out."""
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/slow":
+            await release.wait()
+        return web.Response(body=b"{}")
+
+    timeouts = Timeouts(connect=0.02, read=0.03, total=10)  # 0.05 s per call
+    async with web_server(handler) as url:
+        async with transport(url, timeouts=timeouts) as t:
+            fast = await t.request("GET", "/fast")
+            with pytest.raises(RequestTimeoutError, match=r"no answer within 0\.05 s"):
+                await t.request("GET", "/slow")
+            # The timeout left this task uncancelled: it goes on awaiting normally.
+            await anyio.sleep(0)
+            again = await t.request("GET", "/fast")
+        release.set()
+    assert (fast.status, again.status) == (200, 200)
+    if sys.version_info >= (3, 11):
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
+
+
+async def test_cancellation_at_the_deadline_still_cancels() -> None:
+    """A call cancelled from outside at the moment its deadline passes is cancelled, not
+    turned into a timeout the caller might swallow."""
+    scope = anyio.CancelScope()
+    t: Transport | None = None
+
+    async def handler(request: web.Request) -> web.Response:
+        assert t is not None
+        scope.cancel()
+        deadlines = t._deadlines
+        for call in deadlines._calls:  # the deadline passes at this very moment
+            call[0] = 0.0
+        deadlines._expire()
+        await asyncio.Event().wait()  # never answers
+        return web.Response(body=b"{}")
+
+    reached = timed_out = False
+    async with web_server(handler) as url, transport(url) as t:
+        with scope:
+            try:
+                await t.request("GET", "/x")
+            except RequestTimeoutError:
+                timed_out = True
+                # Python 3.10 counts no cancel requests: anyio delivers it again here.
+                await anyio.sleep(0)
+            reached = True
+    assert scope.cancelled_caught
+    assert not reached
+    # From 3.11 on, the request itself ends cancelled: its timeout is withdrawn.
+    assert timed_out is (sys.version_info < (3, 11))
+
+
+async def test_cancelled_call_is_not_cancelled_again_later() -> None:
+    """A call that ends (here by cancellation) leaves no live deadline behind: the timer
+    never cancels its task once the task has moved on."""
+    entered = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        entered.set()
+        await asyncio.Event().wait()
+        return web.Response(body=b"{}")
+
+    async with web_server(handler) as url, transport(url) as t:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(t.request, "GET", "/x")
+            await entered.wait()
+            tg.cancel_scope.cancel()
+        deadlines = t._deadlines
+        assert [call[2] for call in deadlines._calls] == ["ended"]
+        for call in deadlines._calls:
+            call[0] = 0.0
+        deadlines._expire()  # the ended call's deadline passes: nothing is cancelled
+        await anyio.sleep(0)
+        assert not deadlines._calls
 
 
 async def test_pool_wait_timeout_is_connect_error() -> None:
