@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio
+import anyio.lowlevel
 import pytest
 from aiohttp import web
 
@@ -222,7 +223,7 @@ async def test_deadline_timer_rearms_for_a_later_call() -> None:
             with pytest.raises(RequestTimeoutError, match=r"no answer within 0\.05 s"):
                 await t.request("GET", "/slow")
             # The timeout left this task uncancelled: it goes on awaiting normally.
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             again = await t.request("GET", "/fast")
         release.set()
     assert (fast.status, again.status) == (200, 200)
@@ -236,12 +237,11 @@ async def test_cancellation_at_the_deadline_still_cancels() -> None:
     """A call cancelled from outside at the moment its deadline passes is cancelled, not
     turned into a timeout the caller might swallow."""
     scope = anyio.CancelScope()
-    t: Transport | None = None
+    opened: list[Transport] = []
 
     async def handler(request: web.Request) -> web.Response:
-        assert t is not None
         scope.cancel()
-        deadlines = t._deadlines
+        deadlines = opened[0]._deadlines
         for call in deadlines._calls:  # the deadline passes at this very moment
             call[0] = 0.0
         deadlines._expire()
@@ -250,13 +250,14 @@ async def test_cancellation_at_the_deadline_still_cancels() -> None:
 
     reached = timed_out = False
     async with web_server(handler) as url, transport(url) as t:
+        opened.append(t)
         with scope:
             try:
                 await t.request("GET", "/x")
             except RequestTimeoutError:
                 timed_out = True
                 # Python 3.10 counts no cancel requests: anyio delivers it again here.
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             reached = True
     assert scope.cancelled_caught
     assert not reached
@@ -284,7 +285,7 @@ async def test_cancelled_call_is_not_cancelled_again_later() -> None:
         for call in deadlines._calls:
             call[0] = 0.0
         deadlines._expire()  # the ended call's deadline passes: nothing is cancelled
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         assert not deadlines._calls
 
 
