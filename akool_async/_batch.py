@@ -64,6 +64,7 @@ from ._models import (
     HeadSwapResult,
     Job,
     TaskStatus,
+    _slot_constructor,
 )
 from ._scheduler import PollScheduler
 
@@ -114,6 +115,10 @@ class Outcome:
     def ok(self) -> bool:
         """True when the job completed (``result`` is set)."""
         return self.error is None
+
+
+#: Outcome(...) without the per-field setattr lookups: built once per job.
+_new_outcome = _slot_constructor(Outcome)
 
 
 @attrs.frozen
@@ -659,11 +664,13 @@ class Batch:
         journal = self._journal
         limiter = self._create_limiter
         last: RateLimitError | None = None
+        # This create is the borrower: anyio's default, the current task, costs a lookup.
+        borrower = object()
         for _attempt in range(MAX_THROTTLED_CREATES):
             try:  # _hold(), inline: this is every job's path
-                limiter.acquire_nowait()
+                limiter.acquire_on_behalf_of_nowait(borrower)
             except anyio.WouldBlock:
-                await limiter.acquire()
+                await limiter.acquire_on_behalf_of(borrower)
             try:
                 if journal is not None:
                     await journal.mark_sending(key, resubmit_uncertain=self._resubmit_uncertain)
@@ -681,7 +688,7 @@ class Batch:
                     with anyio.CancelScope(shield=True):
                         await journal.mark_created(key, task_id)
             finally:
-                limiter.release()
+                limiter.release_on_behalf_of(borrower)
             return task_id
         assert last is not None
         raise last
@@ -778,8 +785,14 @@ class Batch:
             and value.status is _COMPLETED
         ):
             # The common end (every job's, in bulk): a result to hand out as is.
-            outcome = Outcome(
-                key=running.key, job=running.request, result=value, task_id=running.task_id
+            outcome = _new_outcome(
+                key=running.key,
+                job=running.request,
+                result=value,
+                error=None,
+                task_id=running.task_id,
+                path=None,
+                download_error=None,
             )
             self._emit(outcome, running.handle, "running")
             return

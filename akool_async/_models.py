@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -48,6 +48,37 @@ __all__ = [
     "TaskStatus",
     "VideoInfo",
 ]
+
+
+_T = TypeVar("_T")
+
+
+def _slot_constructor(cls: type[_T]) -> Callable[..., _T]:
+    """A keyword-only constructor for a frozen slotted attrs class ``cls``, for objects the
+    SDK builds once per job (results, outcomes).
+
+    attrs' frozen ``__init__`` stores each field with ``object.__setattr__``, which looks
+    the name up again on every call; this stores it straight through the field's slot
+    descriptor, half the cost. Only for classes whose fields take their values as given
+    (no validator, converter or ``__attrs_post_init__``), where the two agree exactly
+    (tests/test_models.py pins it). Every field must be passed: there are no defaults.
+    """
+    fields = attrs.fields(cls)  # type: ignore[arg-type] # attrs classes only
+    if getattr(cls, "__attrs_post_init__", None) is not None or any(
+        f.validator is not None or f.converter is not None for f in fields
+    ):
+        raise TypeError(f"{cls.__name__} checks or converts its fields: use its __init__")
+    names = [f.name for f in fields]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    lines = [f"def build(*, {', '.join(names)}):", "    self = _new(_cls)"]
+    for name in names:
+        namespace[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's member descriptor
+        lines.append(f"    _set_{name}(self, {name})")
+    lines.append("    return self")
+    exec("\n".join(lines), namespace)  # noqa: S102 - generated from field names, as attrs does
+    build: Callable[..., _T] = namespace["build"]
+    build.__qualname__ = f"_slot_constructor({cls.__name__})"
+    return build
 
 
 class TaskStatus(enum.IntEnum):

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from akool_async._batch import Outcome
 from akool_async._errors import AkoolError, ValidationError
 from akool_async._models import (
     _PLAIN_HTTP_URL,
@@ -28,6 +29,7 @@ from akool_async._models import (
     Job,
     TaskStatus,
     _plain_character_swap,
+    _slot_constructor,
     _url_problem,
     _url_problem_full,
 )
@@ -611,3 +613,62 @@ def test_random_face_mapping_and_job_inputs_only_raise_validation_error(
     job_err = _outcome(lambda: Job(obj_id, key))  # type: ignore[arg-type]
     assert job_err is not None  # obj_id is never a request here
     assert job_err.field.startswith("Job.")
+
+
+# -- the slot constructor (objects built once per job) ------------------------------------
+
+
+def _any_field_values(cls: type) -> st.SearchStrategy[dict[str, Any]]:
+    """Arbitrary values for every field of ``cls``: the constructor stores them as given."""
+    values = st.one_of(
+        st.none(), st.integers(), st.text(max_size=5), st.floats(allow_nan=False), st.just({})
+    )
+    return st.fixed_dictionaries({f.name: values for f in attrs.fields(cls)})
+
+
+@pytest.mark.parametrize("cls", [CharacterSwapResult, Outcome])
+@given(data=st.data())
+def test_slot_constructor_builds_what_init_builds(cls: type, data: st.DataObject) -> None:
+    """_slot_constructor(cls) gives an object equal to cls(...), every field the very same
+    value (raw included), and just as frozen."""
+    kwargs = data.draw(_any_field_values(cls))
+    built = _slot_constructor(cls)(**kwargs)
+    expected = cls(**kwargs)
+    assert type(built) is cls
+    assert built == expected
+    for name, value in kwargs.items():
+        assert getattr(built, name) is value
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built.id = "changed"  # type: ignore[attr-defined]
+
+
+def test_slot_constructor_needs_every_field() -> None:
+    """The built constructor has no defaults: a field left out is a TypeError, not a hole."""
+    build = _slot_constructor(Outcome)
+    with pytest.raises(TypeError, match="task_id"):
+        build(key="k", job=None, result=None, error=None, path=None, download_error=None)
+
+
+@attrs.frozen
+class _Converts:
+    value: int = attrs.field(converter=int)
+
+
+@attrs.frozen
+class _Validates:
+    value: int = attrs.field(validator=attrs.validators.instance_of(int))
+
+
+@attrs.frozen
+class _PostInit:
+    value: int
+
+    def __attrs_post_init__(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("cls", [_Converts, _Validates, _PostInit, CharacterSwap, HeadSwap])
+def test_slot_constructor_refuses_classes_that_check_their_fields(cls: type) -> None:
+    """A class with validators, converters or a post-init must be built by its __init__."""
+    with pytest.raises(TypeError, match="use its __init__"):
+        _slot_constructor(cls)
