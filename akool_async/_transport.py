@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json as _json
 import logging
 import math
 import sys
@@ -39,13 +38,14 @@ from ._errors import (
     RequestTimeoutError,
     ResponseError,
 )
+from ._json import compact_encoder
 
 __all__ = ["RawResponse", "Transport"]
 
 _logger = logging.getLogger("akool_async")
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
-_dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = compact_encoder(ensure_ascii=False)
 
 
 class RawResponse(NamedTuple):

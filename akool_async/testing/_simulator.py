@@ -15,6 +15,7 @@ import heapq
 import json
 import math
 import random
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,6 +25,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import attrs
 from aiohttp import web
+from yarl import URL
+
+from akool_async._json import compact_encoder
 
 from ._faults import (
     AFTER_KINDS,
@@ -259,26 +263,42 @@ class _Task:
         "will_fail",
     )
 
-    def __init__(self, **values: Any) -> None:
-        for name, value in values.items():
-            setattr(self, name, value)
-
-    id: str
-    internal_id: str
-    kind: str
-    owner: _AccountState
-    create_s: float
-    create_ms: int
-    t_proc: float
-    t_done: float
-    will_fail: bool
-    price: int
-    video_duration: float
-    resolution: str
-    video_url: str
-    webhook_url: str | None
-    people: int
-    fields: dict[str, Any]
+    def __init__(
+        self,
+        *,
+        id: str,
+        internal_id: str,
+        kind: str,
+        owner: _AccountState,
+        create_s: float,
+        create_ms: int,
+        t_proc: float,
+        t_done: float,
+        will_fail: bool,
+        price: int,
+        video_duration: float,
+        resolution: str,
+        video_url: str,
+        webhook_url: str | None,
+        people: int,
+        fields: dict[str, Any],
+    ) -> None:
+        self.id = id
+        self.internal_id = internal_id
+        self.kind = kind
+        self.owner = owner
+        self.create_s = create_s
+        self.create_ms = create_ms
+        self.t_proc = t_proc
+        self.t_done = t_done
+        self.will_fail = will_fail
+        self.price = price
+        self.video_duration = video_duration
+        self.resolution = resolution
+        self.video_url = video_url
+        self.webhook_url = webhook_url
+        self.people = people
+        self.fields = fields
 
     def status(self, now: float) -> int:
         if now < self.t_proc:
@@ -345,7 +365,18 @@ def forced_failure(url: str) -> bool:
     return _query_hook(url, "fail") in ("1", "true")
 
 
+#: ``json.dumps(x, separators=(",", ":"))`` and its sorted, non-ASCII form (fingerprints),
+#: each set up once instead of on every call.
+_compact_json = compact_encoder()
+_canonical_json = compact_encoder(ensure_ascii=False, sort_keys=True)
+
+#: Plainly an http(s) URL with a host: what urlsplit would also say, without its cost.
+_PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9._-]+(?::[0-9]*)?(?:[/?#]|\Z)")
+
+
 def _is_http_url(value: str) -> bool:
+    if _PLAIN_HTTP_URL.match(value) is not None:
+        return True
     try:
         parts = urlsplit(value)
     except ValueError:
@@ -491,7 +522,7 @@ class AkoolSimulator:
         self._rate_limited = 0
         self._in_flight_creates = 0
         self._max_in_flight_creates = 0
-        self._log: deque[RequestLogEntry] = deque(maxlen=log_size)
+        self._log: deque[tuple[str, URL, str, int, int | None, float]] = deque(maxlen=log_size)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._dispatcher: WebhookDispatcher | None = None
@@ -640,7 +671,12 @@ class AkoolSimulator:
     @property
     def request_log(self) -> tuple[RequestLogEntry, ...]:
         """The most recent requests (bounded by ``log_size``), oldest first."""
-        return tuple(self._log)
+        return tuple(
+            RequestLogEntry(
+                method=method, path=str(url), endpoint=endpoint, status=status, code=code, time=t
+            )
+            for method, url, endpoint, status, code, t in self._log
+        )
 
     @property
     def webhook_deliveries(self) -> tuple[WebhookDelivery, ...]:
@@ -734,7 +770,7 @@ class AkoolSimulator:
         return f"{stamp:08x}{self._id_salt:06x}{self._id_counter:010x}"
 
     def _fingerprint(self, body: Mapping[str, Any], state: _AccountState) -> str:
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = _canonical_json(body)
         digest = hashlib.sha256(f"{state.account.team_id}\n{canonical}".encode())
         return digest.hexdigest()[:32]
 
@@ -792,7 +828,8 @@ class AkoolSimulator:
             resolution=resolution,
             video_url=video_url,
             webhook_url=webhook_url,
-            people=people_in(video_url),
+            # Only analyses detect people (and hashing the URL is not free).
+            people=people_in(video_url) if kind == "analysis" else 0,
             fields=fields,
         )
         if kind == "analysis" and task.people == 0:
@@ -878,15 +915,10 @@ class AkoolSimulator:
         return handle
 
     def _record(self, request: web.Request, endpoint: str, status: int, code: int | None) -> None:
+        # Entries are built when read: the URL's text and the attrs object cost a share of
+        # every request, and most are pushed out of the bounded log unread.
         self._log.append(
-            RequestLogEntry(
-                method=request.method,
-                path=request.path_qs,
-                endpoint=endpoint,
-                status=status,
-                code=code,
-                time=self._clock.epoch(),
-            )
+            (request.method, request.rel_url, endpoint, status, code, self._clock.epoch())
         )
 
     def _drop(self, request: web.Request, endpoint: str) -> web.StreamResponse:
@@ -907,7 +939,7 @@ class AkoolSimulator:
         self._record(request, endpoint, status, code if isinstance(code, int) else None)
         return web.Response(
             status=status,
-            body=json.dumps(payload, separators=(",", ":")).encode(),
+            body=_compact_json(payload).encode(),
             content_type="application/json",
             headers=headers,
         )
@@ -971,7 +1003,7 @@ class AkoolSimulator:
             if fault.kind == "slow":
                 await asyncio.sleep(fault.delay)
             elif fault.kind == "malformed_json":
-                text = json.dumps(payload, separators=(",", ":"))
+                text = _compact_json(payload)
                 self._record(request, endpoint, 200, None)
                 return web.Response(
                     body=text[: max(1, len(text) // 2)].encode(), content_type="application/json"
