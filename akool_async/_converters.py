@@ -461,6 +461,63 @@ def _plain_timestamp(ms: object) -> Any:
     return _EPOCH + _MILLISECOND * ms
 
 
+def _plain_duration(value: object) -> Any:
+    """None, a finite float of seconds (an int exactly as a float), or :data:`_UNUSUAL`."""
+    if value is None or (type(value) is float and math.isfinite(value)):
+        return value
+    if type(value) is int and -_EXACT_FLOAT_INT <= value <= _EXACT_FLOAT_INT:
+        return float(value)
+    return _UNUSUAL
+
+
+def _plain_character_swap_task(raw: dict[str, Any]) -> CharacterSwapTask | None:
+    """The task for a create answer whose fields all have their usual types, else None:
+    :func:`_plain_character_swap_result`'s fast path for ``create()`` (same rules, pinned
+    against the converter in tests/test_converters.py). Wire names as in
+    ``_WIRE_NAMES[CharacterSwapTask]``."""
+    get = raw.get
+    code = get("status")
+    status = _STATUS_BY_INT.get(code) if type(code) is int else None
+    texts = (
+        get("resolution"),
+        get("mode"),
+        get("model_name"),
+        get("file_name"),
+        get("image_url"),
+        get("video_url"),
+        get("prompt"),
+        get("webhookUrl"),
+    )
+    created_at = _plain_timestamp(get("create_time"))
+    duration = _plain_duration(get("video_duration"))
+    credits = get("deduction_credit")
+    if (
+        status is None
+        or any(text is not None and type(text) is not str for text in texts)
+        or created_at is _UNUSUAL
+        or duration is _UNUSUAL
+        or (credits is not None and type(credits) is not int)
+    ):
+        return None
+    resolution, mode, model_name, file_name, image_url, video_url, prompt, webhook_url = texts
+    return _new_character_swap_task(
+        id=raw["_id"],
+        status=status,
+        created_at=created_at,
+        video_duration=duration,
+        credits=credits,
+        resolution=resolution,
+        mode=mode,
+        model_name=model_name,
+        file_name=file_name,
+        image_url=image_url,
+        video_url=video_url,
+        prompt=prompt,
+        webhook_url=webhook_url,
+        raw=raw,
+    )
+
+
 def _plain_character_swap_result(raw: dict[str, Any]) -> CharacterSwapResult | None:
     """The result for a poll answer whose fields all have their usual types, else None.
 
@@ -498,17 +555,14 @@ def _plain_character_swap_result(raw: dict[str, Any]) -> CharacterSwapResult | N
         return None
     created_at = _plain_timestamp(get("create_time"))
     updated_at = _plain_timestamp(get("update_time"))
-    if created_at is _UNUSUAL or updated_at is _UNUSUAL:
-        return None
-    duration = get("video_duration")
-    if duration is not None and type(duration) is not float:
-        if type(duration) is not int or not -_EXACT_FLOAT_INT <= duration <= _EXACT_FLOAT_INT:
-            return None
-        duration = float(duration)
-    elif duration is not None and not math.isfinite(duration):
-        return None
+    duration = _plain_duration(get("video_duration"))
     credits = get("deduction_credit")
-    if credits is not None and type(credits) is not int:
+    if (
+        created_at is _UNUSUAL
+        or updated_at is _UNUSUAL
+        or duration is _UNUSUAL
+        or (credits is not None and type(credits) is not int)
+    ):
         return None
     return _new_character_swap_result(
         id=raw["_id"],
@@ -529,8 +583,10 @@ def _plain_character_swap_result(raw: dict[str, Any]) -> CharacterSwapResult | N
     )
 
 
-#: CharacterSwapResult(...) without the per-field setattr lookups: built once per job.
+#: CharacterSwapResult(...) and CharacterSwapTask(...) without the per-field setattr
+#: lookups: built once per job.
 _new_character_swap_result = _slot_constructor(CharacterSwapResult)
+_new_character_swap_task = _slot_constructor(CharacterSwapTask)
 
 
 def _structure_result(data: object, cls: type[Any]) -> Any:
@@ -546,7 +602,11 @@ def _structure_result(data: object, cls: type[Any]) -> Any:
         )
     raw = dict(data)
     if cls is CharacterSwapResult:
-        fast = _plain_character_swap_result(raw)
+        fast: Any = _plain_character_swap_result(raw)
+        if fast is not None:
+            return fast
+    elif cls is CharacterSwapTask:
+        fast = _plain_character_swap_task(raw)
         if fast is not None:
             return fast
     return _structure_with_hooks(raw, cls, task_id)

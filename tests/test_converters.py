@@ -20,11 +20,12 @@ from typing import Any, Optional
 import attrs
 import cattrs
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from akool_async._converters import (
     _plain_character_swap_result,
+    _plain_character_swap_task,
     _structure_with_hooks,
     analyze_to_wire,
     character_swap_to_wire,
@@ -1244,3 +1245,67 @@ def test_plain_result_fast_path_takes_the_documented_answers() -> None:
         fast = _plain_character_swap_result(dict(data))
         assert fast is not None
         assert fast == _structure_with_hooks(dict(data), CharacterSwapResult, data["_id"])
+
+
+_CREATE_ANSWERS = st.fixed_dictionaries(
+    {"_id": st.just("689174694b4dbdd4ab3d28c9")},
+    optional={
+        "status": st.integers(0, 5) | _ANY_VALUE | st.just("1"),
+        "create_time": _MS | _ANY_VALUE | st.none(),
+        "video_duration": st.floats() | st.integers(-(2**60), 2**60) | _ANY_VALUE,
+        "deduction_credit": st.integers() | st.just(20.0) | _ANY_VALUE,
+        **dict.fromkeys(
+            ["resolution", "mode", "model_name", "file_name", "image_url", "video_url",
+             "prompt", "webhookUrl"],
+            _TEXT,
+        ),
+        "extra": _ANY_VALUE,
+    },
+)
+_USUAL_CREATE_ANSWERS = st.fixed_dictionaries(
+    {"_id": st.just("689174694b4dbdd4ab3d28c9"), "status": st.integers(1, 4)},
+    optional={
+        "create_time": st.integers(0, 2**42) | st.none(),
+        "video_duration": st.floats(allow_nan=False, allow_infinity=False)
+        | st.integers(-(2**53), 2**53)
+        | st.none(),
+        "deduction_credit": st.integers() | st.none(),
+        **dict.fromkeys(
+            ["resolution", "mode", "model_name", "file_name", "image_url", "video_url",
+             "prompt", "webhookUrl"],
+            _USUAL_TEXT,
+        ),
+    },
+)
+
+
+@given(_USUAL_CREATE_ANSWERS | _CREATE_ANSWERS)
+@example({**CS_CREATE_RESPONSE, "mode": 5})
+@example({**CS_CREATE_RESPONSE, "deduction_credit": 20.0})
+@example({**CS_CREATE_RESPONSE, "video_duration": True})
+@example({**CS_CREATE_RESPONSE, "create_time": "1754362985482"})
+@example({**CS_CREATE_RESPONSE, "status": True})
+def test_plain_task_fast_path_agrees_with_the_converter(data: dict[str, Any]) -> None:
+    """create()'s fast path gives exactly the converter's task, or None to leave it the
+    answer."""
+    fast = _plain_character_swap_task(dict(data))
+    try:
+        full: object = _structure_with_hooks(dict(data), CharacterSwapTask, data["_id"])
+    except (ResponseError, UnknownStatusError) as err:
+        full = err
+    if fast is not None:
+        assert isinstance(full, CharacterSwapTask)
+        assert fast == full
+        assert fast.raw == full.raw == data
+        assert [type(getattr(fast, f.name)) for f in attrs.fields(CharacterSwapTask)] == [
+            type(getattr(full, f.name)) for f in attrs.fields(CharacterSwapTask)
+        ]
+
+
+def test_plain_task_fast_path_takes_the_documented_answer() -> None:
+    """The contract's create answer takes the fast path, and structure() returns it."""
+    data = CS_CREATE_RESPONSE
+    fast = _plain_character_swap_task(dict(data))
+    assert fast is not None
+    assert fast == _structure_with_hooks(dict(data), CharacterSwapTask, data["_id"])
+    assert structure_character_swap_task(dict(data)) == fast
