@@ -60,11 +60,12 @@ def _slot_constructor(cls: type[_T]) -> Callable[..., _T]:
     attrs' frozen ``__init__`` stores each field with ``object.__setattr__``, which looks
     the name up again on every call; this stores it straight through the field's slot
     descriptor, half the cost. Only for classes whose fields take their values as given
-    (no validator, converter or ``__attrs_post_init__``), where the two agree exactly
+    (no validator, converter, pre- or post-init), where the two agree exactly
     (tests/test_models.py pins it). Every field must be passed: there are no defaults.
     """
     fields = attrs.fields(cls)  # type: ignore[arg-type] # attrs classes only
-    if getattr(cls, "__attrs_post_init__", None) is not None or any(
+    hooks = ("__attrs_pre_init__", "__attrs_post_init__")
+    if any(getattr(cls, hook, None) is not None for hook in hooks) or any(
         f.validator is not None or f.converter is not None for f in fields
     ):
         raise TypeError(f"{cls.__name__} checks or converts its fields: use its __init__")

@@ -667,7 +667,17 @@ class _PostInit:
         pass
 
 
-@pytest.mark.parametrize("cls", [_Converts, _Validates, _PostInit, CharacterSwap, HeadSwap])
+@attrs.frozen
+class _PreInit:
+    value: int
+
+    def __attrs_pre_init__(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "cls", [_Converts, _Validates, _PreInit, _PostInit, CharacterSwap, HeadSwap]
+)
 def test_slot_constructor_refuses_classes_that_check_their_fields(cls: type) -> None:
     """A class with validators, converters or a post-init must be built by its __init__."""
     with pytest.raises(TypeError, match="use its __init__"):
