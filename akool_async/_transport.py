@@ -229,7 +229,9 @@ class Transport:
                 raise _map_error(exc, method, path) from exc
             raise
         else:
-            deadlines.end(call)
+            if deadlines.end(call):
+                # The answer beat our cancellation (something swallowed it): withdraw it.
+                _cancelled_by_others(call[1])
         finally:
             gate.release()
         if _logger.isEnabledFor(logging.DEBUG):

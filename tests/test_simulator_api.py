@@ -20,7 +20,7 @@ from akool_async.testing import (
     people_in,
     video_seconds,
 )
-from akool_async.testing._simulator import _plain_query, _query
+from akool_async.testing._simulator import _is_http_url, _plain_query, _query
 
 pytestmark = pytest.mark.anyio
 
@@ -549,3 +549,23 @@ def test_plain_query_takes_the_usual_hooks() -> None:
         "people": ["2"],
         "fail": ["1"],
     }
+
+
+@given(
+    url=st.text(st.sampled_from([*"htps:/[]@?#%.a1 -_", "\t", "é"]), max_size=20).map(
+        lambda t: ("http://" if len(t) % 2 else "https://") + t
+    )
+    | st.text(st.sampled_from([*"htpsHTPS:/a.?#"]), max_size=14),
+)
+@example(url="http://[::1")
+@example(url="https://")
+@example(url="HTTP://a")
+def test_quick_url_check_agrees_with_urlsplit(url: str) -> None:
+    """The simulator's quick URL check says "http(s) URL with a host" only when urlsplit
+    says so too."""
+    try:
+        parts = urlsplit(url)
+        expected = parts.scheme in ("http", "https") and bool(parts.netloc)
+    except ValueError:
+        expected = False
+    assert _is_http_url(url) is expected
