@@ -18,10 +18,13 @@ Intervals per id:
   stays a small fraction of a job's duration whatever its length, with a few polls per job.
 - Webhook-backed ids poll only every ``reconcile_interval``: the webhook completes them; the
   slow poll is the safety net for a webhook that never arrives.
-- Young kinds (fewer than ``COLD_EVIDENCE`` completed jobs): a due poll is skipped, as a
-  step taken without a request, when enough other jobs of the kind were observed at that
-  age or beyond and almost none had finished by it. The first jobs probe; the rest follow
-  their evidence. ``poll_now()`` and webhook-backed ids are never skipped.
+- Young kinds (until their estimate reaches ``ADAPTIVE_FIRST_QUANTILE`` with
+  ``COLD_EVIDENCE`` completions): a due poll is skipped, as a step taken without a request,
+  when enough other jobs of the kind were observed at that age or beyond and almost none
+  had finished by it. The first jobs probe; the rest follow their evidence. The fraction
+  finished is a product-limit (Kaplan-Meier) estimate over completions *and* the jobs
+  still running, so a burst's first completions (its fastest jobs) do not pass for typical
+  ones. ``poll_now()`` and webhook-backed ids are never skipped.
 
 A job's observed duration is taken as the midpoint between its last non-terminal poll and
 the poll that saw it finished: the true end lies in that window.
@@ -65,31 +68,119 @@ ADAPTIVE_FIRST_QUANTILE = 0.25
 ADAPTIVE_LAG = 0.15
 #: Durations remembered per bucket (a sliding window: the service's speed drifts).
 ESTIMATOR_WINDOW = 256
-#: Young buckets (fewer completed jobs than this): a due poll is skipped, and counts as a
-#: backoff step, when the bucket's own evidence says it would almost surely find the job
-#: still running: at least COLD_EVIDENCE jobs were observed at that age or beyond (seen
-#: running at it or later, or finished by it), and under COLD_DONE_FRACTION of them had
-#: finished by it. With no finished job at all, the rule of three bounds the fraction that
-#: can be finishing that early below 3/COLD_EVIDENCE (10 %, 95 % confidence). A burst of
-#: 1,000 new jobs then pays for about one worker pool of probes per step, not 1,000 polls.
+#: Young buckets: a due poll is skipped, and counts as a backoff step, when the bucket's own
+#: evidence says it would almost surely find the job still running: at least COLD_EVIDENCE
+#: jobs were observed at that age or beyond (seen running at it or later, or finished after
+#: it), and the estimated fraction finished by that age is under COLD_DONE_FRACTION. With
+#: no finished job at all, the rule of three bounds the fraction that can be finishing that
+#: early below 3/COLD_EVIDENCE (10 %, 95 % confidence). A burst of 1,000 new jobs then pays
+#: for about one worker pool of probes per step, not 1,000 polls. The estimate is trusted
+#: only where it rests on at least COLD_EVIDENCE jobs.
 COLD_EVIDENCE = 30
-#: See COLD_EVIDENCE: the largest observed fraction finished by an age that still skips.
+#: See COLD_EVIDENCE: the largest estimated fraction finished by an age that still skips.
 COLD_DONE_FRACTION = 0.05
+#: A young bucket grows up (its sliding window of durations takes over) once it has
+#: COLD_EVIDENCE completions and its estimate reaches ADAPTIVE_FIRST_QUANTILE, or at the
+#: latest after this many completions (it bounds the young evidence kept per bucket).
+YOUTH_MAX_COMPLETIONS = 1024
+
+
+class _Youth:
+    """A young bucket's evidence: every completion so far, and the age at which each job
+    still watched was last seen running (a job is either one or the other).
+
+    Jobs seen running at different ages make a plain fraction of finished durations biased
+    low (a burst's first completions are its fastest jobs), so the fraction finished by an
+    age is the product-limit (Kaplan-Meier) estimate: each completion removes one of the
+    jobs still known to be at risk at its age. The curve is rebuilt lazily, once per change.
+    """
+
+    __slots__ = ("_curve_version", "ages", "done", "finished", "running", "version")
+
+    def __init__(self) -> None:
+        self.done: list[float] = []  # sorted completion durations
+        self.running: list[float] = []  # sorted last-seen-running ages
+        self.version = 0
+        self._curve_version = -1
+        # The trusted curve: ages[i] is a completion age, finished[i] the estimated
+        # fraction finished by it (non-decreasing).
+        self.ages: list[float] = []
+        self.finished: list[float] = []
+
+    def at_risk(self, age: float) -> int:
+        """Jobs known to have been running at ``age`` or later (or finished at or after it)."""
+        return (len(self.running) - bisect.bisect_left(self.running, age)) + (
+            len(self.done) - bisect.bisect_left(self.done, age)
+        )
+
+    def curve(self) -> tuple[list[float], list[float]]:
+        if self._curve_version == self.version:
+            return self.ages, self.finished
+        done, running = self.done, self.running
+        n_done, n_running = len(done), len(running)
+        ages: list[float] = []
+        finished: list[float] = []
+        surviving = 1.0
+        i = 0
+        while i < n_done:
+            d = done[i]
+            j = bisect.bisect_right(done, d, i)  # ties finish together
+            at_risk = (n_done - i) + (n_running - bisect.bisect_left(running, d))
+            if at_risk < COLD_EVIDENCE:
+                break  # from here on the estimate would rest on too few jobs
+            surviving *= 1.0 - (j - i) / at_risk
+            ages.append(d)
+            finished.append(1.0 - surviving)
+            i = j
+        self.ages, self.finished, self._curve_version = ages, finished, self.version
+        return ages, finished
+
+    def finished_by(self, age: float) -> float:
+        """The estimated fraction of jobs finished by ``age`` (trusted part of the curve)."""
+        ages, finished = self.curve()
+        k = bisect.bisect_right(ages, age)
+        return finished[k - 1] if k else 0.0
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q`` quantile; where the curve has not reached it, a lower bound."""
+        done = self.done
+        if len(done) < ADAPTIVE_MIN_SAMPLES:
+            return None
+        ages, finished = self.curve()
+        k = bisect.bisect_left(finished, q)
+        if k < len(ages):
+            return ages[k]
+        # Not reached yet: at least the trusted frontier, and at least the plain quantile
+        # of what has finished (which the censoring only pushes later).
+        plain = done[min(len(done) - 1, int(q * len(done)))]
+        return max(plain, ages[-1]) if ages else plain
+
+    def grown_up(self) -> bool:
+        n = len(self.done)
+        if n >= YOUTH_MAX_COMPLETIONS:
+            return True
+        if n < COLD_EVIDENCE:
+            return False
+        finished = self.curve()[1]
+        return bool(finished) and finished[-1] >= ADAPTIVE_FIRST_QUANTILE
 
 
 class DurationEstimator:
     """Observed job durations per bucket (kind, resolution, video length class).
 
-    Before a bucket's first completions it also keeps censored evidence: the latest age at
-    which each job of the bucket was seen still running (see :data:`COLD_EVIDENCE`).
+    A grown-up bucket answers from a sliding window of its latest durations. A young one
+    (see :data:`YOUTH_MAX_COMPLETIONS`) also counts the jobs still running, by the latest
+    age each was seen at, so that its first completions (the fastest jobs) do not pass for
+    typical ones and cold-start polls can be skipped (see :data:`COLD_EVIDENCE`).
     """
 
-    __slots__ = ("_order", "_running", "_sorted")
+    __slots__ = ("_grown", "_order", "_sorted", "_youth")
 
     def __init__(self) -> None:
         self._sorted: dict[Hashable, list[float]] = {}
         self._order: dict[Hashable, deque[float]] = {}
-        self._running: dict[Hashable, list[float]] = {}
+        self._youth: dict[Hashable, _Youth] = {}
+        self._grown: set[Hashable] = set()
 
     def observe(self, bucket: Hashable, duration: float) -> None:
         """Record one completed job's duration (seconds)."""
@@ -100,21 +191,38 @@ class DurationEstimator:
             del values[bisect.bisect_left(values, old)]
         order.append(duration)
         bisect.insort(values, duration)
+        if bucket in self._grown:
+            return
+        youth = self._youth.get(bucket)
+        if youth is None:
+            youth = self._youth[bucket] = _Youth()
+        bisect.insort(youth.done, duration)
+        youth.version += 1
+        if youth.grown_up():
+            del self._youth[bucket]
+            self._grown.add(bucket)
 
     def quantile(self, bucket: Hashable, q: float) -> float | None:
-        """The ``q`` quantile of the bucket, or None before ``ADAPTIVE_MIN_SAMPLES`` jobs."""
+        """The ``q`` quantile of the bucket, or None before ``ADAPTIVE_MIN_SAMPLES`` jobs.
+
+        For a young bucket this is the product-limit estimate over its completions and its
+        jobs still running; where that estimate has not reached ``q`` yet, a lower bound.
+        """
+        youth = self._youth.get(bucket)
+        if youth is not None:
+            return youth.quantile(q)
         values = self._sorted.get(bucket)
         if not values or len(values) < ADAPTIVE_MIN_SAMPLES:
             return None
         return values[min(len(values) - 1, int(q * len(values)))]
 
     def samples(self, bucket: Hashable) -> int:
-        """How many durations the bucket holds."""
+        """How many durations the bucket's sliding window holds."""
         return len(self._sorted.get(bucket, ()))
 
     def young(self, bucket: Hashable) -> bool:
-        """True while the bucket has fewer than :data:`COLD_EVIDENCE` completed jobs."""
-        return len(self._sorted.get(bucket, ())) < COLD_EVIDENCE
+        """True until the bucket grows up (see :data:`YOUTH_MAX_COMPLETIONS`)."""
+        return bucket not in self._grown
 
     def seen_running(self, bucket: Hashable, before: float | None, age: float | None) -> None:
         """A job of ``bucket`` last seen running at ``before`` is now seen at ``age``.
@@ -122,32 +230,32 @@ class DurationEstimator:
         ``age`` None drops the job's evidence (it finished or is no longer watched). Kept
         only while the bucket is young: later, its durations are the better guide.
         """
-        if not self.young(bucket):
-            self._running.pop(bucket, None)
+        if bucket in self._grown:
             return
-        values = self._running.setdefault(bucket, [])
+        youth = self._youth.get(bucket)
+        if youth is None:
+            if age is None:
+                return
+            youth = self._youth[bucket] = _Youth()
+        running = youth.running
         if before is not None:
-            i = bisect.bisect_left(values, before)
-            if i < len(values) and values[i] == before:
-                del values[i]
+            i = bisect.bisect_left(running, before)
+            if i < len(running) and running[i] == before:
+                del running[i]
         if age is not None:
-            bisect.insort(values, age)
-        elif not values:
-            del self._running[bucket]
+            bisect.insort(running, age)
+        elif not running and not youth.done:
+            del self._youth[bucket]
+            return
+        youth.version += 1
 
     def probably_running(self, bucket: Hashable, age: float) -> bool:
         """True when the young bucket's evidence says a job of age ``age`` is almost surely
         still running (see :data:`COLD_EVIDENCE`): a poll now would be wasted."""
-        running = self._running.get(bucket)
-        if not running:
+        youth = self._youth.get(bucket)
+        if youth is None or youth.at_risk(age) < COLD_EVIDENCE:
             return False
-        durations = self._sorted.get(bucket, ())
-        if len(durations) >= COLD_EVIDENCE:
-            return False
-        still = len(running) - bisect.bisect_left(running, age)
-        finished = bisect.bisect_right(durations, age) if durations else 0
-        seen = still + finished
-        return seen >= COLD_EVIDENCE and finished < COLD_DONE_FRACTION * seen
+        return youth.finished_by(age) < COLD_DONE_FRACTION
 
 
 @attrs.define(eq=False, slots=True)

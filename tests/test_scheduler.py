@@ -16,7 +16,12 @@ from akool_async._config import PollPolicy
 from akool_async._errors import NotFoundError, RateLimitError, ServerError, WaitTimeoutError
 from akool_async._models import TaskStatus
 from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer, share_cut
-from akool_async._scheduler import ADAPTIVE_MIN_SAMPLES, DurationEstimator, PollScheduler
+from akool_async._scheduler import (
+    ADAPTIVE_MIN_SAMPLES,
+    YOUTH_MAX_COMPLETIONS,
+    DurationEstimator,
+    PollScheduler,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -511,6 +516,81 @@ def test_young_kind_evidence_skips_only_while_almost_none_finished_by_that_age()
         est.observe(bucket, 90.0)
     assert not est.young(bucket)
     assert not est.probably_running(bucket, 40.0)  # durations now guide polling instead
+
+
+def test_young_estimate_counts_jobs_still_running_and_those_last_seen_early() -> None:
+    """A young bucket's quantile is the product-limit estimate, not the finished ones'."""
+    est = DurationEstimator()
+    bucket = ("k", None)
+    for _ in range(100):  # a hundred jobs seen running at age 100
+        est.seen_running(bucket, None, 100.0)
+    for _ in range(50):  # fifty last seen running at 15, not since
+        est.seen_running(bucket, None, 15.0)
+    for d in (10.0, 20.0, 30.0):
+        for _ in range(10):
+            est.observe(bucket, d)
+    est.observe(bucket, 40.0)
+    # At risk at 10: 181 jobs; at 20: 121 (the fifty seen only until 15 drop out); at 30:
+    # 111; at 40: 101. Finished by 20: 1 - 171/181 * 111/121 = 13.3 %; by 30: 21.1 %;
+    # by 40: 21.9 %.
+    assert est.young(bucket)
+    assert est.quantile(bucket, 0.10) == 20.0
+    assert est.quantile(bucket, 0.20) == 30.0
+    assert est.quantile(bucket, 0.215) == 40.0
+    # The plain quantiles of the 31 finished durations say 10 for all three; counting every
+    # job ever seen running as unfinished (30 of 181 = 16.6 % by 30) would say 40 for 0.2.
+    assert est.quantile(bucket, 0.25) == 40.0  # not reached yet: the frontier, a floor
+    assert est.probably_running(bucket, 5.0)  # nothing finished by 5, 181 jobs say so
+    assert not est.probably_running(bucket, 15.0)  # 5.5 % finished by 15
+    for _ in range(9):
+        est.observe(bucket, 40.0)
+    assert not est.young(bucket)  # 28 % by 40, over 30 completions: grown up
+    assert est.quantile(bucket, 0.25) == 20.0  # the sliding window answers from now on
+
+
+def test_a_burst_bucket_stays_young_until_a_quarter_has_finished() -> None:
+    """Thirty completions out of a thousand jobs are the fastest few, not a typical sample."""
+    est = DurationEstimator()
+    bucket = ("k", None)
+    for _ in range(970):
+        est.seen_running(bucket, None, 60.0)
+    for i in range(30):
+        est.observe(bucket, 30.0 + i)  # 30 .. 59: 3 % of the jobs
+    assert est.young(bucket)
+    assert est.quantile(bucket, 0.25) == 59.0  # not reached: the trusted frontier, a floor
+    assert est.probably_running(bucket, 59.5)  # 3 % finished by then: skip
+    for i in range(250):  # a quarter of the burst finishes by 70
+        est.seen_running(bucket, 60.0, None)
+        est.observe(bucket, 60.0 + i / 25)
+    assert not est.young(bucket)
+
+
+def test_the_young_estimate_ignores_its_thinly_observed_tail() -> None:
+    """Beyond the ages at least COLD_EVIDENCE jobs were observed at, nothing is concluded."""
+    est = DurationEstimator()
+    bucket = ("k", None)
+    for _ in range(200):
+        est.seen_running(bucket, None, 100.0)
+    for _ in range(30):
+        est.observe(bucket, 10.0)  # 13 % finished by 10
+    est.observe(bucket, 200.0)  # the only job observed at 200: it alone would say 100 %
+    assert est.young(bucket)
+    assert est.quantile(bucket, 0.25) == 10.0  # the trusted frontier, not 200
+
+
+def test_a_young_bucket_grows_up_after_at_most_its_completion_cap() -> None:
+    """However little has finished, the young evidence kept per bucket is bounded."""
+    est = DurationEstimator()
+    bucket = ("k", None)
+    for _ in range(20 * YOUTH_MAX_COMPLETIONS):
+        est.seen_running(bucket, None, 1e6)
+    for i in range(YOUTH_MAX_COMPLETIONS - 1):
+        est.observe(bucket, float(i))
+    assert est.young(bucket)  # under 5 % finished: still young
+    est.observe(bucket, 1e5)
+    assert not est.young(bucket)
+    est.seen_running(bucket, None, 5.0)  # ignored once grown up
+    assert not est.probably_running(bucket, 0.0)
 
 
 def test_backoff_stays_at_its_cap_for_a_job_polled_thousands_of_times() -> None:
