@@ -85,6 +85,11 @@ COLD_DONE_FRACTION = 0.05
 YOUTH_MAX_COMPLETIONS = 1024
 
 
+def _plain_quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted, non-empty ``values`` (nearest rank, no interpolation)."""
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
 class _Youth:
     """A young bucket's evidence: every completion so far, and the age at which each job
     still watched was last seen running (a job is either one or the other).
@@ -152,7 +157,7 @@ class _Youth:
             return ages[k]
         # Not reached yet: at least the trusted frontier, and at least the plain quantile
         # of what has finished (which the censoring only pushes later).
-        plain = done[min(len(done) - 1, int(q * len(done)))]
+        plain = _plain_quantile(done, q)
         return max(plain, ages[-1]) if ages else plain
 
     def grown_up(self) -> bool:
@@ -214,7 +219,7 @@ class DurationEstimator:
         values = self._sorted.get(bucket)
         if not values or len(values) < ADAPTIVE_MIN_SAMPLES:
             return None
-        return values[min(len(values) - 1, int(q * len(values)))]
+        return _plain_quantile(values, q)
 
     def samples(self, bucket: Hashable) -> int:
         """How many durations the bucket's sliding window holds."""
