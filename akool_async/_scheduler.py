@@ -83,6 +83,15 @@ COLD_DONE_FRACTION = 0.05
 #: COLD_EVIDENCE completions and its estimate reaches ADAPTIVE_FIRST_QUANTILE, or at the
 #: latest after this many completions (it bounds the young evidence kept per bucket).
 YOUTH_MAX_COMPLETIONS = 1024
+#: The first jobs watched in a young bucket are its scouts. Until the bucket's first
+#: completion, a job that is not a scout sends no poll while at least COLD_EVIDENCE scouts
+#: are still running: they are older, and their polls will see the first completions. It
+#: looks again one backoff step later, without taking the step, so that it falls in with the
+#: evidence-based rule above as soon as something has finished. Without scouts, the jobs
+#: older than all the evidence probe: with staggered creates and jittered steps that was a
+#: fifth to a third of a 1,000-job burst on every step before anything could finish. A few
+#: more scouts than COLD_EVIDENCE, so that one failing early does not end the scouting.
+COLD_SCOUTS = 40
 
 
 def _plain_quantile(values: list[float], q: float) -> float:
@@ -100,11 +109,15 @@ class _Youth:
     jobs still known to be at risk at its age. The curve is rebuilt lazily, once per change.
     """
 
-    __slots__ = ("_curve_version", "ages", "done", "finished", "running", "version")
+    __slots__ = (
+        "_curve_version", "ages", "done", "enlisted", "finished", "running", "scouts", "version"
+    )
 
     def __init__(self) -> None:
         self.done: list[float] = []  # sorted completion durations
         self.running: list[float] = []  # sorted last-seen-running ages
+        self.enlisted = 0  # scouts ever enlisted (at most COLD_SCOUTS)
+        self.scouts = 0  # scouts still watched
         self.version = 0
         self._curve_version = -1
         # The trusted curve: ages[i] is a completion age, finished[i] the estimated
@@ -249,10 +262,39 @@ class DurationEstimator:
                 del running[i]
         if age is not None:
             bisect.insort(running, age)
-        elif not running and not youth.done:
+        elif not running and not youth.done and not youth.scouts:
             del self._youth[bucket]
             return
         youth.version += 1
+
+    def enlist(self, bucket: Hashable) -> bool:
+        """True when a job now watched in ``bucket`` is to be one of its scouts (see
+        :data:`COLD_SCOUTS`); :meth:`discharge` it once it is no longer watched."""
+        if bucket in self._grown:
+            return False
+        youth = self._youth.get(bucket)
+        if youth is None:
+            youth = self._youth[bucket] = _Youth()
+        if youth.enlisted >= COLD_SCOUTS:
+            return False
+        youth.enlisted += 1
+        youth.scouts += 1
+        return True
+
+    def discharge(self, bucket: Hashable) -> None:
+        """A scout of ``bucket`` finished or is no longer watched."""
+        youth = self._youth.get(bucket)
+        if youth is None:
+            return  # grown up meanwhile: scouting is over
+        youth.scouts -= 1
+        if not youth.scouts and not youth.running and not youth.done:
+            del self._youth[bucket]
+
+    def scouted(self, bucket: Hashable) -> bool:
+        """True while no job of the young ``bucket`` has finished and at least
+        ``COLD_EVIDENCE`` of its scouts are still watched (see :data:`COLD_SCOUTS`)."""
+        youth = self._youth.get(bucket)
+        return youth is not None and not youth.done and youth.scouts >= COLD_EVIDENCE
 
     def probably_running(self, bucket: Hashable, age: float) -> bool:
         """True when the young bucket's evidence says a job of age ``age`` is almost surely
@@ -287,6 +329,8 @@ class Watch:
     running_age: float | None = None
     # poll_now() asked for this poll: never skipped as a cold-start probe.
     forced: bool = False
+    # One of its young bucket's scouts (see COLD_SCOUTS): polls through the cold start.
+    scout: bool = False
     done: bool = False
     # The last poll's status, for progress reporting.
     status: TaskStatus = TaskStatus.QUEUEING
@@ -437,6 +481,8 @@ class PollScheduler:
             webhook=webhook,
         )
         self._by_id[task_id] = w
+        if self.policy.adaptive and not webhook:
+            w.scout = self.estimator.enlist(w.bucket)
         due = now + self._first_delay(w)
         if deadline is not None and due > deadline:
             due = deadline
@@ -468,9 +514,7 @@ class PollScheduler:
         w = self._by_id.pop(task_id, None)
         if w is not None:
             w.done = True
-            if w.running_age is not None:
-                self.estimator.seen_running(w.bucket, w.running_age, None)
-                w.running_age = None
+            self._forget(w)
 
     @property
     def watching(self) -> int:
@@ -555,12 +599,19 @@ class PollScheduler:
         finally:
             self._poke = None
 
-    def _finish(self, w: Watch, outcome: Any) -> None:
-        w.done = True
-        self._by_id.pop(w.task_id, None)
+    def _forget(self, w: Watch) -> None:
+        """Drop ``w``'s cold-start evidence (it finished or is no longer watched)."""
         if w.running_age is not None:
             self.estimator.seen_running(w.bucket, w.running_age, None)
             w.running_age = None
+        if w.scout:
+            w.scout = False
+            self.estimator.discharge(w.bucket)
+
+    def _finish(self, w: Watch, outcome: Any) -> None:
+        w.done = True
+        self._by_id.pop(w.task_id, None)
+        self._forget(w)
         w.on_done(outcome)
 
     async def run(self) -> None:
@@ -613,16 +664,35 @@ class PollScheduler:
                 and not w.forced
                 and not w.webhook
                 and (w.deadline is None or now < w.deadline)
-                and self.estimator.probably_running(w.bucket, now - w.started)
             ):
-                # Enough jobs of this kind were observed at this age or beyond and almost
-                # none had finished: this poll would almost surely be wasted. Take the step
-                # without it, from the due time (not from now), so a skipped job stays on
-                # the grid of instants the probes were sent at.
-                w.polls += 1
-                self._schedule(w, due + self._next_delay(w, due))
-                continue
+                if self.estimator.probably_running(w.bucket, now - w.started):
+                    # Enough jobs of this kind were observed at this age or beyond and
+                    # almost none had finished: this poll would almost surely be wasted.
+                    # Take the step without it, from the due time (not from now), so a
+                    # skipped job stays on the grid of instants the probes were sent at.
+                    take_step = True
+                elif not w.scout and self.estimator.scouted(w.bucket):
+                    # Nothing of this kind has finished and enough older jobs (the scouts)
+                    # are polled to see the first completion: look again one step later,
+                    # without taking the step, so nothing is skipped once one has finished.
+                    take_step = False
+                else:
+                    return w, gen
+                if self._step_without_poll(w, due, take_step=take_step):
+                    continue
             return w, gen
+
+    def _step_without_poll(self, w: Watch, due: float, *, take_step: bool) -> bool:
+        """Reschedule ``w`` one backoff step after ``due`` without polling it (and count
+        the step if ``take_step``); False, and nothing done, when that step is zero: the
+        policy polls without delay (``initial`` 0), so the poll is sent instead."""
+        w.polls += take_step
+        step = self._next_delay(w, due)
+        if step > 0:
+            self._schedule(w, due + step)
+            return True
+        w.polls -= take_step
+        return False
 
     async def _wait_for_wakeup(self, seconds: float) -> None:
         # Sleep through the injected clock (tests and compressed benchmarks control time),
