@@ -557,12 +557,15 @@ class PollScheduler:
 
     # -- the driver -----------------------------------------------------------------------
 
-    def _schedule(self, w: Watch, due: float) -> None:
+    def _schedule(self, w: Watch, due: float, *, hand_off: bool = True) -> None:
+        """(Re)schedule ``w`` at ``due``; a watch already due goes straight to an idle worker
+        unless ``hand_off`` is False (it is then judged by the driver like any other)."""
         if w.deadline is not None and due > w.deadline:
             due = w.deadline
         w.gen += 1  # any older heap entry of this id is now stale
         if (
-            self.pacer is None
+            hand_off
+            and self.pacer is None
             and not w.in_flight
             and due <= self.clock.monotonic()
             and self._hand_off(w)
@@ -689,7 +692,9 @@ class PollScheduler:
         w.polls += take_step
         step = self._next_delay(w, due)
         if step > 0:
-            self._schedule(w, due + step)
+            # A driver running late may find the next step due already: it is judged
+            # again, not polled unseen.
+            self._schedule(w, due + step, hand_off=False)
             return True
         w.polls -= take_step
         return False

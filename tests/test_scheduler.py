@@ -18,6 +18,8 @@ from akool_async._models import TaskStatus
 from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer, share_cut
 from akool_async._scheduler import (
     ADAPTIVE_MIN_SAMPLES,
+    COLD_EVIDENCE,
+    COLD_SCOUTS,
     YOUTH_MAX_COMPLETIONS,
     DurationEstimator,
     PollScheduler,
@@ -469,6 +471,141 @@ async def test_a_cold_burst_probes_with_a_few_jobs_and_detects_every_job_on_time
     assert sum(polls.values()) < n * 6 // 2  # polling all six steps would cost 600
     assert min(polls.values()) == 1  # most jobs were polled only once, when it mattered
     assert max(polls.values()) == 6  # the probes polled every step
+
+
+async def test_a_staggered_jittered_burst_sends_only_its_scouts_before_a_completion() -> None:
+    """Before anything of a kind has finished, only its first COLD_SCOUTS jobs are polled."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=1.0, factor=1.5, max_interval=1000.0, jitter=0.2,
+                        max_polls_per_second=1e6, adaptive=True)
+    sched = PollScheduler(policy, clock, max_concurrent_polls=8, rng=random.Random(7))
+    n, duration = 300, 40.0
+    first_completion_seen: list[float] = []
+    early_polls: Counter[str] = Counter()  # polls sent before a completion was seen
+    detected: dict[str, float] = {}
+    all_done = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        if not first_completion_seen:
+            early_polls[task_id] += 1
+        if clock.now - created[task_id] < duration:
+            return FakeResult(TaskStatus.PROCESSING)
+        if not first_completion_seen:
+            first_completion_seen.append(clock.now)
+        return FakeResult(TaskStatus.COMPLETED)
+
+    def on_done_for(task_id: str) -> Callable[[object], None]:
+        def on_done(_value: object) -> None:
+            detected[task_id] = clock.now
+            if len(detected) == n:
+                all_done.set()
+        return on_done
+
+    created: dict[str, float] = {}
+    scouts = []
+    for i in range(n):  # creates staggered over three seconds
+        created[f"t{i}"] = clock.now
+        w = sched.watch(f"t{i}", kind="k", poll=poll, on_done=on_done_for(f"t{i}"))
+        if w.scout:
+            scouts.append(w.task_id)
+        clock.now += 0.01
+    await _run_scheduler(sched, clock, all_done)
+    assert scouts == [f"t{i}" for i in range(COLD_SCOUTS)]  # the first ones watched
+    assert set(early_polls) <= set(scouts)  # nobody else polled before a completion
+    assert sum(early_polls.values()) >= COLD_EVIDENCE * 4  # the scouts did probe
+    assert len(detected) == n
+    # Once a completion was seen, the others were polled within about a step of it.
+    assert max(detected.values()) < first_completion_seen[0] + duration * 0.5
+
+
+async def test_jobs_of_a_kind_poll_as_before_once_scouting_cannot_work() -> None:
+    """Fewer than COLD_EVIDENCE scouts still running: jobs no longer hold back their polls."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=1.0, factor=2.0, max_interval=1000.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=True)
+    sched = PollScheduler(policy, clock)
+    first_polled: dict[str, float] = {}
+    enough = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        first_polled.setdefault(task_id, clock.now)
+        if clock.now >= 3.0:  # past the first two steps (1 and 3): stop there
+            enough.set()
+        return FakeResult(TaskStatus.PROCESSING)
+
+    watches = [
+        sched.watch(f"t{i}", kind="k", poll=poll, on_done=lambda _v: None)
+        for i in range(COLD_SCOUTS + 1)
+    ]
+    assert [w.scout for w in watches] == [True] * COLD_SCOUTS + [False]
+    for w in watches[: COLD_SCOUTS - COLD_EVIDENCE + 1]:
+        sched.cancel(w.task_id)  # scouts gone: COLD_EVIDENCE - 1 remain
+    await _run_scheduler(sched, clock, enough)
+    assert first_polled[f"t{COLD_SCOUTS}"] == 1.0  # the non-scout probed at its first step
+
+
+def test_scouting_lasts_until_the_first_completion_of_a_young_kind() -> None:
+    """The first COLD_SCOUTS jobs enlist; scouting holds while enough run and none finished."""
+    est = DurationEstimator()
+    bucket = ("k", None)
+    assert not est.scouted(bucket)
+    assert [est.enlist(bucket) for _ in range(COLD_SCOUTS + 5)] == (
+        [True] * COLD_SCOUTS + [False] * 5
+    )
+    assert est.scouted(bucket)
+    for _ in range(COLD_SCOUTS - COLD_EVIDENCE):
+        est.discharge(bucket)
+    assert est.scouted(bucket)  # exactly COLD_EVIDENCE scouts still running
+    est.discharge(bucket)
+    assert not est.scouted(bucket)  # too few to see a completion early
+    est.discharge(bucket)
+    est.observe(bucket, 50.0)
+    assert not est.enlist(bucket)  # enlisting is once per young bucket, not per wave
+    other = ("other", None)
+    for _ in range(COLD_EVIDENCE):
+        est.enlist(other)
+    assert est.scouted(other)
+    est.observe(other, 50.0)
+    assert not est.scouted(other)  # something finished: evidence rules from now on
+    for _ in range(COLD_EVIDENCE + 1):
+        est.observe(other, 50.0)
+    assert not est.young(other)
+    assert not est.enlist(other)  # a grown-up bucket needs no scouts
+    est.discharge(other)  # a scout finishing after that is harmless
+
+
+async def test_a_policy_without_initial_delay_polls_instead_of_skipping() -> None:
+    """``initial`` 0 makes a skipped step zero long: the poll is sent, the driver never spins."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=0.0, factor=1.5, max_interval=1.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=True)
+    est = DurationEstimator()
+    bucket = ("k", None)
+    for _ in range(COLD_SCOUTS):
+        assert est.enlist(bucket)  # its scouts are out, nothing has finished
+    for j in range(COLD_EVIDENCE):
+        est.seen_running(("e", None), None, 100.0 + j)  # thirty seen running at 100+
+    sched = PollScheduler(policy, clock, estimator=est, max_concurrent_polls=1)
+    polled: list[str] = []
+    done: list[str] = []
+    all_done = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        polled.append(task_id)
+        return FakeResult(TaskStatus.COMPLETED)
+
+    def on_done(_value: object) -> None:
+        done.append("x")
+        if len(done) == 2:
+            all_done.set()
+
+    sched.watch("scouted", kind="k", poll=poll, on_done=on_done)
+    sched.watch("evidenced", kind="e", poll=poll, on_done=on_done)
+    assert est.scouted(bucket)
+    assert est.probably_running(("e", None), 0.0)
+    await _run_scheduler(sched, clock, all_done)
+    assert sorted(polled) == ["evidenced", "scouted"]
+    assert clock.now == 0.0
 
 
 async def test_poll_now_is_never_skipped_as_a_cold_probe() -> None:
