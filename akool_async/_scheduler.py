@@ -24,7 +24,10 @@ Intervals per id:
   had finished by it. The first jobs probe; the rest follow their evidence. The fraction
   finished is a product-limit (Kaplan-Meier) estimate over completions *and* the jobs
   still running, so a burst's first completions (its fastest jobs) do not pass for typical
-  ones. ``poll_now()`` and webhook-backed ids are never skipped.
+  ones. Until the first completion of a young kind, only its first ``COLD_SCOUTS`` jobs
+  (the scouts) poll at all: the others look again every step without a request, and fall
+  in with the evidence as soon as something has finished. ``poll_now()`` and
+  webhook-backed ids are never skipped.
 
 A job's observed duration is taken as the midpoint between its last non-terminal poll and
 the poll that saw it finished: the true end lies in that window.
