@@ -86,8 +86,11 @@ class SimProcess:
         cpus = sorted(getaffinity(0))
         if len(cpus) < 2:
             return
-        setaffinity(child, {cpus[-1]})
-        setaffinity(0, set(cpus[:-1]))
+        try:
+            setaffinity(child, {cpus[-1]})
+            setaffinity(0, set(cpus[:-1]))
+        except OSError:  # the child is gone (its first read says so) or pinning is refused
+            return
         self._affinity = set(cpus)
 
     def __exit__(self, *exc: object) -> None:
