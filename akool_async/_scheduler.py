@@ -690,11 +690,12 @@ class PollScheduler:
 
     def _step_without_poll(self, w: Watch, due: float, *, take_step: bool) -> bool:
         """Reschedule ``w`` one backoff step after ``due`` without polling it (and count
-        the step if ``take_step``); False, and nothing done, when that step is zero: the
-        policy polls without delay (``initial`` 0), so the poll is sent instead."""
+        the step if ``take_step``). False, and nothing done, when the poll is to be sent
+        instead: the step is zero (``initial`` 0: the policy polls without delay), or it
+        would reach the job's deadline (its last chance to be seen finished in time)."""
         w.polls += take_step
         step = self._next_delay(w, due)
-        if step > 0:
+        if step > 0 and (w.deadline is None or due + step < w.deadline):
             # A driver running late may find the next step due already: it is judged
             # again, not polled unseen.
             self._schedule(w, due + step, hand_off=False)

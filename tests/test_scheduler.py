@@ -608,6 +608,36 @@ async def test_a_policy_without_initial_delay_polls_instead_of_skipping() -> Non
     assert clock.now == 0.0
 
 
+async def test_a_job_held_back_by_scouting_is_polled_before_its_deadline() -> None:
+    """Skipping never lets a deadline arrive unpolled: the last step before it is a poll."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=1.0, factor=1.5, max_interval=1000.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=True)
+    sched = PollScheduler(policy, clock)
+    follower_polls: list[float] = []
+    outcome: list[object] = []
+    finished = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        if task_id == "follower":
+            follower_polls.append(clock.now)
+            if clock.now >= 8.5:  # it finished at 8.5, well before any scout
+                return FakeResult(TaskStatus.COMPLETED)
+        return FakeResult(TaskStatus.PROCESSING)
+
+    def on_done(value: object) -> None:
+        outcome.append(value)
+        finished.set()
+
+    for i in range(COLD_SCOUTS):
+        sched.watch(f"scout{i}", kind="k", poll=poll, on_done=lambda _v: None)
+    sched.watch("follower", kind="k", poll=poll, on_done=on_done, deadline=10.0)
+    await _run_scheduler(sched, clock, finished)
+    assert follower_polls == [9.0]  # held back at 1 .. 8, polled on its last step
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], FakeResult)  # the result, not a WaitTimeoutError
+
+
 async def test_poll_now_is_never_skipped_as_a_cold_probe() -> None:
     """A webhook nudge polls the id even when cold-start evidence says it is running."""
     clock = LogicalClock()
