@@ -265,10 +265,16 @@ class DurationEstimator:
                 del running[i]
         if age is not None:
             bisect.insort(running, age)
-        elif not running and not youth.done and not youth.scouts:
-            del self._youth[bucket]
+        elif self._prune(bucket, youth):
             return
         youth.version += 1
+
+    def _prune(self, bucket: Hashable, youth: _Youth) -> bool:
+        """Forget a young bucket left with no evidence and no scouts (True if forgotten)."""
+        if youth.running or youth.done or youth.scouts:
+            return False
+        del self._youth[bucket]
+        return True
 
     def enlist(self, bucket: Hashable) -> bool:
         """True when a job now watched in ``bucket`` is to be one of its scouts (see
@@ -290,8 +296,7 @@ class DurationEstimator:
         if youth is None:
             return  # grown up meanwhile: scouting is over
         youth.scouts -= 1
-        if not youth.scouts and not youth.running and not youth.done:
-            del self._youth[bucket]
+        self._prune(bucket, youth)
 
     def scouted(self, bucket: Hashable) -> bool:
         """True while no job of the young ``bucket`` has finished and at least
