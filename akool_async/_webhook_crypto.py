@@ -27,6 +27,7 @@ __all__ = [
     "INSTALL_HINT",
     "aes_key",
     "cbc_iv",
+    "credentials",
     "decrypt",
     "encrypt",
     "encrypt_data",
@@ -75,6 +76,17 @@ def cbc_iv(client_id: str) -> bytes:
     happens in practice.
     """
     return _utf8(client_id)[:AES_BLOCK_SIZE].ljust(AES_BLOCK_SIZE, b"\0")
+
+
+def credentials(client_id: str, client_secret: str) -> tuple[bytes, bytes]:
+    """(AES key, IV) of a receiver's credentials, or ValueError/ImportError free of secrets."""
+    if not isinstance(client_id, str) or not client_id:
+        raise ValueError("client_id must be a non-empty string")
+    if not isinstance(client_secret, str):
+        raise ValueError("client_secret must be a string")  # noqa: TRY004 - reported as a value error
+    key = aes_key(client_secret)
+    require_cryptography()
+    return key, cbc_iv(client_id)
 
 
 def require_cryptography() -> None:
