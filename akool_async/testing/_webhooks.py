@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
-from akool_async import _webhook_crypto as webhook_crypto
+import akool_async._webhook_crypto as webhook_crypto
 from akool_async._net import is_loopback_host
 
 #: Webhook attempts per event (the first try plus retries on a non-200 answer).
