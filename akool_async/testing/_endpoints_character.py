@@ -37,7 +37,7 @@ def _duration(body: dict[str, Any]) -> float | None:
 def _options(body: dict[str, Any]) -> dict[str, Any]:
     """resolution, mode, prompt and model_name with their defaults, or ApiError 1003."""
     resolution = body.get("resolution") or "720p"
-    if resolution not in CHARACTER_SWAP_RATES:
+    if not isinstance(resolution, str) or resolution not in CHARACTER_SWAP_RATES:
         raise ApiError(1003, "resolution must be one of 480p, 720p, 1080p")
     mode = body.get("mode") or "animate"
     if mode not in ("animate", "replace"):

@@ -165,6 +165,10 @@ class WebhookDispatcher:
 
     def start(self) -> None:
         """Start the delivery loop (call inside the running event loop)."""
+        # Fresh events: the dispatcher may have been made, or last run, on another loop.
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self._idle = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
