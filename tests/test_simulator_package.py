@@ -84,9 +84,12 @@ async def test_unhashable_options_are_validation_errors(
     simulator: AkoolSimulator, path: str, body: dict[str, Any]
 ) -> None:
     """A list or object where a choice is expected is code 1003, never an HTTP 500."""
-    async with aiohttp.ClientSession() as http, http.post(
-        simulator.base_url + path, json=body, headers={"x-api-key": simulator.api_key}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            simulator.base_url + path, json=body, headers={"x-api-key": simulator.api_key}
+        ) as response,
+    ):
         assert response.status == 200
         answer = await response.json()
     assert answer["code"] == 1003

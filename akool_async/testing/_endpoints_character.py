@@ -19,6 +19,8 @@ __all__ = ["CharacterSwapEndpoints"]
 
 #: Longest source video, seconds.
 _MAX_SECONDS = 120
+#: The answer for an unknown (or another team's) task id.
+_NOT_FOUND = (1008, "Content does not exist")
 #: Longest prompt, characters.
 _MAX_PROMPT = 500
 
@@ -78,19 +80,18 @@ class CharacterSwapEndpoints:
         if seconds > _MAX_SECONDS:
             raise ApiError(1003, "video duration must be at most 120 seconds")
         resolution = options["resolution"]
-        price = math.ceil(seconds / 5) * CHARACTER_SWAP_RATES[resolution]
-        state.charge(price, self._clock.now())
-        task = self._book.new_task(
-            kind="character_swap",
-            owner=state,
+        task = self._book.start_swap(
+            "character_swap",
+            state,
+            body,
             video_url=video,
             seconds=seconds,
             resolution=resolution,
-            price=price,
+            rate=CHARACTER_SWAP_RATES[resolution],
             webhook_url=webhook,
             fields={"image_url": image, **options},
         )
-        self._book.count_create(body, state)
+        price = task.price
         account = state.account
         data = {
             "_id": task.id,
@@ -113,12 +114,9 @@ class CharacterSwapEndpoints:
 
     async def result(self, request: web.Request, state: AccountState) -> dict[str, Any]:
         """The task's state; ``video`` once completed, a failure reason once failed."""
-        task_id = request.query.get("video_model_id", "")
-        if not task_id:
-            raise ApiError(1003, "video_model_id cannot be empty")
-        task = self._book.find(state, task_id, "character_swap")
-        if task is None:
-            raise ApiError(1008, "Content does not exist")
+        task = self._book.require(
+            state, request.query, "video_model_id", "character_swap", _NOT_FOUND
+        )
         status = task.status(self._clock.now())
         account = state.account
         data: dict[str, Any] = {

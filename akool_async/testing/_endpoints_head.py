@@ -6,7 +6,6 @@ every ``obj_id`` it maps must have been detected by it.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +20,8 @@ from ._validation import ApiError, read_json_object, url_field, webhook_field
 
 __all__ = ["HeadSwapEndpoints"]
 
+#: The answer for an unknown (or another team's) task or analysis id.
+_NOT_FOUND = (1014, "Resource not found")
 #: Most faces one head swap may replace.
 _MAX_MAPPINGS = 5
 
@@ -143,12 +144,7 @@ class HeadSwapEndpoints:
 
     async def analysis_detail(self, request: web.Request, state: AccountState) -> dict[str, Any]:
         """``GET /api/open/v4/headswap/analyze/detail?_id=``."""
-        task_id = request.query.get("_id", "")
-        if not task_id:
-            raise ApiError(1003, "_id cannot be empty")
-        task = self._book.find(state, task_id, "analysis")
-        if task is None:
-            raise ApiError(1014, "Resource not found")
+        task = self._book.require(state, request.query, "_id", "analysis", _NOT_FOUND)
         return {"code": 1000, "msg": "OK", "data": self._analysis_data(task, detail=True)}
 
     def _check_detected(
@@ -185,19 +181,18 @@ class HeadSwapEndpoints:
         webhook = webhook_field(body)
         self._check_detected(state, video_url, mappings)
         seconds = video_seconds(video_url)
-        price = math.ceil(seconds / 5) * HEAD_SWAP_RATES[resolution]
-        state.charge(price, self._clock.now())
-        task = self._book.new_task(
-            kind="head_swap",
-            owner=state,
+        task = self._book.start_swap(
+            "head_swap",
+            state,
+            body,
             video_url=video_url,
             seconds=seconds,
             resolution=resolution,
-            price=price,
+            rate=HEAD_SWAP_RATES[resolution],
             webhook_url=webhook,
             fields={"model_name": model_name},
         )
-        self._book.count_create(body, state)
+        price = task.price
         account = state.account
         data = {
             "_id": task.id,
@@ -217,12 +212,7 @@ class HeadSwapEndpoints:
 
     async def detail(self, request: web.Request, state: AccountState) -> dict[str, Any]:
         """``GET /api/open/v4/headswap/task/detail?_id=``."""
-        task_id = request.query.get("_id", "")
-        if not task_id:
-            raise ApiError(1003, "_id cannot be empty")
-        task = self._book.find(state, task_id, "head_swap")
-        if task is None:
-            raise ApiError(1014, "Resource not found")
+        task = self._book.require(state, request.query, "_id", "head_swap", _NOT_FOUND)
         now = self._clock.now()
         status = task.status(now)
         account = state.account

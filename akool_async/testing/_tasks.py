@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from ._accounts import AccountState
 from ._clock import SimClock
 from ._media import forced_failure, people_in
 from ._model import DEFAULT_DURATIONS, KINDS, STATUS_NAMES, Duration, TaskInfo
+from ._validation import ApiError
 from ._webhooks import WebhookDispatcher
 
 __all__ = ["SimTask", "TaskBook"]
@@ -178,6 +180,36 @@ class TaskBook:
                 self._webhooks.schedule(task.t_proc, task.id, 2)
         return task
 
+    def start_swap(
+        self,
+        kind: str,
+        state: AccountState,
+        body: Mapping[str, Any],
+        *,
+        video_url: str,
+        seconds: float,
+        resolution: str,
+        rate: int,
+        webhook_url: str | None,
+        fields: Mapping[str, Any],
+    ) -> SimTask:
+        """Charge ``ceil(seconds / 5) * rate`` credits (ApiError 1104 when short), start the
+        task and count the create of ``body``."""
+        price = math.ceil(seconds / 5) * rate
+        state.charge(price, self._clock.now())
+        task = self.new_task(
+            kind=kind,
+            owner=state,
+            video_url=video_url,
+            seconds=seconds,
+            resolution=resolution,
+            price=price,
+            webhook_url=webhook_url,
+            fields=fields,
+        )
+        self.count_create(body, state)
+        return task
+
     def fingerprint(self, body: Mapping[str, Any], state: AccountState) -> str:
         """The ``stats.creates`` key of a create body sent by the team ``state``."""
         canonical = json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
@@ -194,6 +226,24 @@ class TaskBook:
         if task is None or task.kind != kind or task.owner is not state:
             return None
         self.polls[task.id] += 1
+        return task
+
+    def require(
+        self,
+        state: AccountState,
+        query: Mapping[str, str],
+        param: str,
+        kind: str,
+        not_found: tuple[int, str],
+    ) -> SimTask:
+        """The team's task named by ``query[param]``: ApiError 1003 when the parameter is
+        missing, ``not_found`` (code, msg) when there is no such task of ``kind``."""
+        task_id = query.get(param, "")
+        if not task_id:
+            raise ApiError(1003, f"{param} cannot be empty")
+        task = self.find(state, task_id, kind)
+        if task is None:
+            raise ApiError(*not_found)
         return task
 
     def detected_ids(self, state: AccountState, video_url: str) -> set[int] | None:
