@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from akool_async.testing import AkoolSimulator
+from akool_async.testing._webhooks import is_loopback_url
 
 HS_CREATE = "/api/open/v4/headswap/task/create"
 CS_CREATE = "/api/open/v4/characterSwap/create"
@@ -93,3 +94,22 @@ async def test_unhashable_options_are_validation_errors(
         assert response.status == 200
         answer = await response.json()
     assert answer["code"] == 1003
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:8080/hook", True),
+        ("http://127.0.0.2/hook", True),
+        ("https://LOCALHOST/hook", True),
+        ("http://[::1]:9000/hook", True),
+        ("http://example.com/hook", False),
+        ("http://10.0.0.1/hook", False),
+        ("ftp://127.0.0.1/hook", False),
+        ("http://[::1/hook", False),
+        ("not a url", False),
+    ],
+)
+def test_webhooks_go_only_to_loopback_urls(url: str, expected: bool) -> None:
+    """The simulator sends webhooks only to http(s) URLs whose host is loopback."""
+    assert is_loopback_url(url) is expected
