@@ -70,7 +70,8 @@ Choices where the API document is ambiguous
 - A ``client_id`` shorter than 16 bytes is zero-padded to form the IV (Akool's Python sample
   and crypto-js); the official demo pads with spaces. Irrelevant for real 22-24 char ids.
 - ``nonce`` may be a string or an integer (both appear in Akool's samples); ``timestamp`` may
-  be an integer or a string of digits. Floats and booleans are rejected.
+  be a non-negative integer or a string of digits, at most 16 digits (epoch milliseconds).
+  Floats, booleans and longer numbers are rejected (400), never a crash.
 - ``status`` outside 1-4 is rejected (:class:`WebhookVerificationError`, stage ``"event"``)
   rather than guessed at; the job then still completes by polling. ``output_url`` is the
   decrypted ``url`` (``None`` if absent or empty); no failure reason is documented.
