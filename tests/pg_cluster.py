@@ -40,7 +40,7 @@ def _bindir() -> Path:
             ["pg_config", "--bindir"], capture_output=True, text=True, check=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        raise ClusterStartError(f"cannot locate PostgreSQL: pg_config --bindir failed: {exc}")
+        raise ClusterStartError(f"cannot locate PostgreSQL: pg_config --bindir: {exc}") from exc
     return Path(out.stdout.strip())
 
 
