@@ -400,6 +400,13 @@ class PostgresDatabase:
         new_factor: float = await self._write(run)
         return new_factor
 
+    async def rate_factor(self, account: str) -> float:
+        """The fleet's current rate factor for ``account`` (1.0 when never throttled)."""
+        found = await self._read(
+            lambda conn: conn.fetchval("SELECT factor FROM akool_rate WHERE account = $1", account)
+        )
+        return 1.0 if found is None else float(found)
+
     async def record_duration(self, bucket: str, seconds: float) -> None:
         """Remember that a job of ``bucket`` took ``seconds`` (the latest 1024 are kept)."""
 
