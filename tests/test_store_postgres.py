@@ -589,6 +589,22 @@ async def test_concurrent_claims_skip_locked_rows(store_url: str) -> None:
         assert set(first) | set(second) == set(keys)
 
 
+async def test_claim_skips_a_row_being_claimed_instead_of_waiting(store_url: str) -> None:
+    """A row locked by another claimer's open transaction is skipped, the rest are taken."""
+    async with PostgresStore(store_url) as seeder:
+        for key in "abc":
+            await begin(seeder, key)
+    other = await asyncpg.connect(store_url)
+    try:
+        async with other.transaction(), PostgresStore(store_url) as store:
+            await other.execute("SELECT 1 FROM akool_jobs WHERE key = 'b' FOR UPDATE")
+            # A claim that waited for the lock would hang here (until the test's timeout).
+            taken = await store.claim(["a", "b", "c"])
+            assert [rec.key for rec in taken] == ["a", "c"]
+    finally:
+        await other.close()
+
+
 # --------------------------------------------------------------------------- events
 
 
