@@ -54,6 +54,7 @@ __all__ = [
     "StoredEvent",
     "positive_number",
     "redact_url",
+    "url_password",
 ]
 
 #: Schema version written by this code; a database with a higher one is refused.
@@ -91,13 +92,26 @@ class StoredEvent:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for reprs, logs and errors)."""
+    """``url`` with any password (in the user part or a ``password=`` query) as ``***``."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = urllib.parse.quote(parts.username or "", safe="")
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        user = urllib.parse.quote(parts.username or "", safe="")
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "password" for name, _ in query):
+        hidden = [(n, "***" if n == "password" else v) for n, v in query]
+        parts = parts._replace(query=urllib.parse.urlencode(hidden, safe="/*"))
+    return urllib.parse.urlunsplit(parts)
+
+
+def url_password(url: str) -> str | None:
+    """The password in ``url`` (user part or ``password=`` query), if any."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        return urllib.parse.unquote(parts.password)
+    found = dict(urllib.parse.parse_qsl(parts.query)).get("password")
+    return found or None
 
 
 def positive_number(name: str, value: float) -> float:
@@ -266,7 +280,7 @@ class PostgresDatabase:
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
-        password = urllib.parse.urlsplit(self._url).password
+        password = url_password(self._url)
         return text.replace(password, "***") if password else text
 
     def _require_pool(self) -> Pool:
