@@ -70,9 +70,14 @@ class PostgresCluster:
         command = [str(self.bindir / tool), *args]
         if self.as_root:
             command = ["runuser", "-u", _SERVER_USER, "--", *command]
-        return subprocess.run(
-            command, capture_output=True, text=True, timeout=START_TIMEOUT + 10, check=False
-        )
+        try:
+            return subprocess.run(
+                command, capture_output=True, text=True, timeout=START_TIMEOUT + 10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ClusterStartError(
+                f"{tool} did not run: {exc}\nserver log:\n{self.server_log()}"
+            ) from exc
 
     def _check(self, result: subprocess.CompletedProcess[str], what: str) -> None:
         if result.returncode != 0:
@@ -117,10 +122,12 @@ class PostgresCluster:
 
     def stop(self) -> None:
         """Stop the server at once and delete its directory (safe to call twice)."""
-        if self.started:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-            self.started = False
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            if self.started:
+                self.started = False
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 @contextmanager
