@@ -10,7 +10,7 @@ import anyio
 import anyio.lowlevel
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
-from pg_cluster import PostgresCluster, postgres_cluster
+from pg_cluster import ClusterStartError, PostgresCluster, postgres_cluster
 
 from akool_async import _errors as errors
 from akool_async._journal import (
@@ -139,6 +139,18 @@ async def drive(store: PostgresStore, key: str, state: JobState) -> JobRecord:
         rec = await operations(store, key)[step]()
     assert rec.state is state
     return rec
+
+
+def test_cluster_that_cannot_start_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Missing server binaries raise ClusterStartError (a failure, not a skip); stop cleans up."""
+    monkeypatch.setenv("AKOOL_PG_BINDIR", "/nonexistent/pg/bin")
+    cluster = PostgresCluster()
+    try:
+        with pytest.raises(ClusterStartError, match="initdb"):
+            cluster.start()
+    finally:
+        cluster.stop()
+    assert not cluster.root.exists()
 
 
 # --------------------------------------------------------------------------- journal rules
