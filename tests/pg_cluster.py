@@ -5,7 +5,8 @@
 to run as root); otherwise as the current user. The server listens only on a Unix socket
 inside its own directory, trusts local connections and runs with ``fsync=off`` (the data
 is thrown away). A server that does not start raises :class:`ClusterStartError` carrying
-its log, so a test using it fails with the reason instead of being skipped.
+its log, so a test using it fails with the reason instead of being skipped. A small
+watchdog shell stops and deletes the cluster even if the test process is killed outright.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class PostgresCluster:
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.started = False
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def dsn(self) -> str:
@@ -114,10 +116,26 @@ class PostgresCluster:
             "-w", "-t", str(START_TIMEOUT), "start",
         )
         self.started = True  # even a failed start may have left a process to stop
+        self._start_watchdog()
         self._check(result, "pg_ctl start")
         self._check(
             self._run("createdb", "-h", str(self.root), "-U", _SERVER_USER, DATABASE),
             "createdb",
+        )
+
+    def _start_watchdog(self) -> None:
+        # A test process killed outright (pytest-timeout, SIGKILL) runs no teardown. This
+        # shell waits for our end of its stdin to close, which happens however we exit,
+        # then stops the server and deletes the directory. Own session: Ctrl-C spares it.
+        stop = [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+        if self.as_root:
+            stop = ["runuser", "-u", _SERVER_USER, "--", *stop]
+        script = 'read _; "$@" >/dev/null 2>&1; rm -rf "$ROOT"'
+        self._watchdog = subprocess.Popen(
+            ["sh", "-c", script, "watchdog", *stop],
+            stdin=subprocess.PIPE,
+            env={**os.environ, "ROOT": str(self.root)},
+            start_new_session=True,
         )
 
     def stop(self) -> None:
@@ -128,6 +146,11 @@ class PostgresCluster:
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+            watchdog, self._watchdog = self._watchdog, None
+            if watchdog is not None:
+                assert watchdog.stdin is not None
+                watchdog.stdin.close()  # it finds nothing left to stop or delete
+                watchdog.wait(timeout=START_TIMEOUT)
 
 
 @contextmanager
