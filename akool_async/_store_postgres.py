@@ -284,10 +284,14 @@ class PostgresStore(PostgresDatabase):
         await self._write(lambda conn: conn.execute(sql.RELEASE_KEYS, self._member, keys))
 
     async def heartbeat(self) -> int:
-        """Renew this member's registration and all its leases; returns the leases held."""
+        """Renew this member's registration and all its leases; returns the leases held.
+
+        Also forgets members silent for ten leases.
+        """
 
         async def run(conn: Connection) -> int:
             await conn.execute(sql.REGISTER_MEMBER, self._member, self._host, os.getpid())
+            await conn.execute(sql.PRUNE_MEMBERS, self._lease_ttl)
             status = await conn.execute(sql.HEARTBEAT_JOBS, self._member, self._lease_ttl)
             return int(status.rsplit(" ", 1)[1])
 

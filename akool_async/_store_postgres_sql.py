@@ -28,6 +28,7 @@ __all__ = [
     "META",
     "NOTIFY_CHANNEL",
     "PRUNE_DURATIONS",
+    "PRUNE_MEMBERS",
     "REGISTER_MEMBER",
     "RELEASE_ALL",
     "RELEASE_KEYS",
@@ -170,6 +171,9 @@ REGISTER_MEMBER: Final = """
 HEARTBEAT_JOBS: Final = """
     UPDATE akool_jobs SET lease_until = now() + make_interval(secs => $2) WHERE owner = $1"""
 REMOVE_MEMBER: Final = "DELETE FROM akool_members WHERE id = $1"
+# Members silent for ten leases are forgotten (their jobs were free long ago). $1 = lease s.
+PRUNE_MEMBERS: Final = """
+    DELETE FROM akool_members WHERE heartbeat < now() - make_interval(secs => 10 * $1)"""
 # $1 = lease seconds: a member is alive while its last heartbeat is younger than a lease.
 MEMBERS: Final = """
     SELECT id, host, pid, started, heartbeat,

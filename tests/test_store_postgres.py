@@ -504,7 +504,9 @@ async def test_heartbeat_keeps_leases_and_members_alive(store_url: str) -> None:
         )
         alive = {m.id: m.alive for m in await other.members()}
         assert alive == {owner.member_id: False, other.member_id: True}
-        assert await owner.heartbeat() == 3
+        assert await other.heartbeat() == 0  # also forgets members silent for ten leases
+        assert [m.id for m in await other.members()] == [other.member_id]
+        assert await owner.heartbeat() == 3  # back, with the jobs nobody took
         assert all(m.alive for m in await other.members())
         assert await other.claim(["a", "b", "c"]) == []
         assert await other.claim_next(5) == []
