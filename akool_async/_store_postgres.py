@@ -1,0 +1,497 @@
+"""The PostgreSQL job store: the journal's states and rules, shared by a fleet of processes.
+
+Same records, states, transitions, conflict checks and messages as the SQLite
+:class:`~akool_async._journal.Journal` (see its module docstring), in tables of one
+database (``akool_meta``, ``akool_jobs``, ``akool_members``, ``akool_events``,
+``akool_rate``, ``akool_durations``; SQL in ``_store_postgres_sql``). What a fleet adds:
+
+- **Leases.** Each process opening the store is a *member* (``host:pid:random``). A job is
+  owned by one member until ``lease_until`` (server time); :meth:`PostgresStore.heartbeat`
+  (every ``lease_ttl / 3``) renews this member's leases. :meth:`~PostgresStore.begin`,
+  :meth:`~PostgresStore.claim`, :meth:`~PostgresStore.claim_next` and every write take a
+  job only when it is unowned, its lease expired, or it is already ours; a job held by a
+  live member raises :class:`JobLeasedError`. Taking over a ``sending`` job from another
+  member makes it ``uncertain`` (its create may have gone out): never re-created.
+- **Events, rate, durations, binding**: see ``_store_postgres_base``.
+
+Each write is one transaction and is shielded from cancellation, as in the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, Final
+
+import attrs
+
+from . import _store_postgres_sql as sql
+from ._clock import Clock
+from ._errors import SubmissionUncertainError
+
+# One import per line: these names move to ``_store/_records.py`` at merge.
+# isort: off
+from ._journal import JobKind
+from ._journal import JobRecord
+from ._journal import JobState
+from ._journal import JournalConflictError
+from ._journal import JournalError
+from ._journal import JournalStateError
+from ._journal import error_to_json
+# isort: on
+from ._store_postgres_base import DEFAULT_LEASE_TTL, DEFAULT_POOL_SIZE, PostgresDatabase
+from ._store_postgres_db import Connection, Row
+
+__all__ = ["ALLOWED_FROM", "JobLease", "JobLeasedError", "PostgresStore", "canonical_json"]
+
+_KINDS: Final = frozenset({"character_swap", "head_swap"})
+_S = JobState
+#: target state -> states it may be entered from: the journal's table (kept in step with
+#: ``_journal``; the lead may share one public copy between both stores).
+ALLOWED_FROM: Final[Mapping[JobState, frozenset[JobState]]] = {
+    _S.SENDING: frozenset({_S.PENDING, _S.REJECTED, _S.UNCERTAIN}),
+    _S.CREATED: frozenset({_S.SENDING}),
+    _S.UNCERTAIN: frozenset({_S.SENDING}),
+    _S.REJECTED: frozenset({_S.PENDING, _S.SENDING}),
+    _S.COMPLETED: frozenset({_S.CREATED}),
+    _S.FAILED: frozenset({_S.CREATED}),
+}
+
+
+class JobLeasedError(JournalError):
+    """The job is owned by another live member of the fleet; this member must leave it."""
+
+    def __init__(self, key: str, *, owner: str, lease_until: datetime | None) -> None:
+        until = "?" if lease_until is None else lease_until.isoformat(timespec="seconds")
+        super().__init__(f"job {key!r} is held by store member {owner} (lease until {until})")
+        self.key = key
+        self.owner = owner
+        self.lease_until = lease_until
+
+
+@attrs.frozen
+class JobLease:
+    """Who holds a job: ``owner`` (a member id or None), until when, and whether it lapsed."""
+
+    owner: str | None
+    lease_until: datetime | None
+    expired: bool
+
+
+def canonical_json(value: object) -> str:
+    """The journal's canonical JSON (sorted keys, compact, no NaN): same dict, same text."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def _record(row: Row) -> JobRecord:
+    return JobRecord(
+        seq=row[0],
+        key=row[1],
+        kind=row[2],
+        fingerprint=row[3],
+        state=JobState(row[4]),
+        request_json=row[5],
+        task_id=row[6],
+        analysis_id=row[7],
+        result_raw_json=row[8],
+        error_json=row[9],
+        local_path=row[10],
+        attempts=row[11],
+        created_at=row[12],
+        updated_at=row[13],
+    )
+
+
+class PostgresStore(PostgresDatabase):
+    """A job store in a PostgreSQL database, shared by every process that opens it.
+
+    ::
+
+        async with PostgresStore("postgresql://app@db/akool") as store:  # or: await .open()
+            rec = await store.begin("order-17", kind="character_swap",
+                                    fingerprint=fp, request=request_dict)
+
+    Options: ``account`` (a digest of the credential, never the credential) and
+    ``base_url`` bind the store on first open; ``lease_ttl`` (default 30 s) is how long a
+    silent member keeps its jobs; ``member_id`` names this process (default
+    ``host:pid:random``); ``pool_size`` connections; ``clock`` stamps
+    ``created_at``/``updated_at``.
+    """
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        account: str | None = None,
+        base_url: str | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        member_id: str | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        clock: Clock | None = None,
+    ) -> PostgresStore:
+        """Connect, create the schema if missing and register this member.
+
+        Raises :class:`JournalFormatError` for a newer schema, :class:`StoreBindingError`
+        for another account or base URL, :class:`JournalError` if the server is unreachable.
+        """
+        store = cls(
+            url,
+            account=account,
+            base_url=base_url,
+            lease_ttl=lease_ttl,
+            member_id=member_id,
+            pool_size=pool_size,
+            clock=clock,
+        )
+        await store._aopen()
+        return store
+
+    async def __aenter__(self) -> PostgresStore:
+        await self._aopen()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, key: str) -> JobRecord | None:
+        """The record for ``key``, or None; any member may read any job."""
+        row = await self._read(lambda conn: conn.fetchrow(sql.SELECT_ONE, key))
+        return None if row is None else _record(row)
+
+    async def get_by_task_id(self, task_id: str) -> JobRecord | None:
+        """The record whose create returned ``task_id`` (the latest if several), or None."""
+        row = await self._read(lambda conn: conn.fetchrow(sql.SELECT_BY_TASK_ID, task_id))
+        return None if row is None else _record(row)
+
+    async def records(self, states: Iterable[JobState | str] | None = None) -> list[JobRecord]:
+        """All records (or those in ``states``) in insertion order."""
+        return [rec async for rec in self.iter_records(states)]
+
+    async def iter_records(
+        self, states: Iterable[JobState | str] | None = None, *, page_size: int = 1000
+    ) -> AsyncIterator[JobRecord]:
+        """Records (or those in ``states``) in insertion order, read ``page_size`` at a time."""
+        wanted = None if states is None else frozenset(JobState(s) for s in states)
+        last = 0
+        while True:
+
+            async def page(conn: Connection, after: int = last) -> Any:
+                return await conn.fetch(sql.SELECT_PAGE, after, page_size)
+
+            rows = await self._read(page)
+            if not rows:
+                return
+            for row in rows:
+                rec = _record(row)
+                if wanted is None or rec.state in wanted:
+                    yield rec
+            last = rows[-1][0]
+
+    async def counts(self) -> dict[JobState, int]:
+        """Number of records in every state (states with none give 0)."""
+        rows = await self._read(lambda conn: conn.fetch(sql.SELECT_COUNTS))
+        found = dict.fromkeys(JobState, 0)
+        for state, n in rows:
+            found[JobState(state)] = n
+        return found
+
+    async def lease(self, key: str) -> JobLease | None:
+        """Who holds ``key`` now (None for an unknown key)."""
+        row = await self._read(lambda conn: conn.fetchrow(sql.LEASE_OF, key))
+        return None if row is None else JobLease(row[0], row[1], bool(row[2]))
+
+    # ------------------------------------------------------------------ leases
+
+    def _take(self, row: Row) -> JobRecord:
+        """The record as this member may hold it; raises if a live member owns it.
+
+        Taking a ``sending`` job from another member (dead, or released) makes it
+        ``uncertain``: its create may have been sent, so it is never sent again silently.
+        """
+        rec = _record(row)
+        owner: str | None = row["owner"]
+        if owner == self._member:
+            return rec
+        if owner is not None and not row["expired"]:
+            raise JobLeasedError(rec.key, owner=owner, lease_until=row["lease_until"])
+        if rec.state is JobState.SENDING:
+            error = SubmissionUncertainError(
+                f"store member {owner or '(released)'} stopped while sending this create; "
+                "a task may exist and may be charged"
+            )
+            return attrs.evolve(
+                rec,
+                state=JobState.UNCERTAIN,
+                error_json=error_to_json(error),
+                updated_at=self._clock.wall(),
+            )
+        return rec
+
+    async def _store(self, conn: Connection, rec: JobRecord) -> None:
+        await conn.execute(
+            sql.UPDATE_JOB,
+            rec.seq,
+            rec.state.value,
+            rec.task_id,
+            rec.analysis_id,
+            rec.result_raw_json,
+            rec.error_json,
+            rec.local_path,
+            rec.attempts,
+            rec.updated_at,
+            self._member,
+            self._lease_ttl,
+        )
+
+    async def _claim_rows(self, query: str, *args: object) -> list[JobRecord]:
+        async def run(conn: Connection) -> list[JobRecord]:
+            taken = [self._take(row) for row in await conn.fetch(query, *args)]
+            for rec in taken:
+                await self._store(conn, rec)
+            return taken
+
+        result: list[JobRecord] = await self._write(run)
+        return result
+
+    async def claim(self, keys: Iterable[str]) -> list[JobRecord]:
+        """Take the jobs among ``keys`` that are free, lapsed or ours; skip the others.
+
+        Rows another member is claiming at this instant are skipped (``SKIP LOCKED``), so
+        members claiming the same keys at once split them. Returns the records taken.
+        """
+        return await self._claim_rows(sql.CLAIM_KEYS, list(keys), self._member)
+
+    async def claim_next(self, limit: int) -> list[JobRecord]:
+        """Take up to ``limit`` unfinished jobs (pending, sending, created) nobody holds.
+
+        For taking over a dead member's work: created jobs resume polling by id, sending
+        ones come back uncertain.
+        """
+        return await self._claim_rows(sql.CLAIM_NEXT, self._member, limit)
+
+    async def release(self, keys: Iterable[str]) -> None:
+        """Give up this member's leases on ``keys`` (others may take them at once)."""
+        keys = list(keys)
+        await self._write(lambda conn: conn.execute(sql.RELEASE_KEYS, self._member, keys))
+
+    async def heartbeat(self) -> int:
+        """Renew this member's registration and all its leases; returns the leases held.
+
+        Also forgets members silent for ten leases.
+        """
+
+        async def run(conn: Connection) -> int:
+            await conn.execute(sql.REGISTER_MEMBER, self._member, self._host, os.getpid())
+            await conn.execute(sql.PRUNE_MEMBERS, self._lease_ttl)
+            status = await conn.execute(sql.HEARTBEAT_JOBS, self._member, self._lease_ttl)
+            return int(status.rsplit(" ", 1)[1])
+
+        count: int = await self._write(run)
+        return count
+
+    async def keep_alive(self) -> None:
+        """Heartbeat every ``lease_ttl / 3`` (on the store's clock) until cancelled."""
+        while True:
+            await self.heartbeat()
+            await self._clock.sleep(self._lease_ttl / 3)
+
+    # ------------------------------------------------------------------ writes
+
+    async def begin(
+        self, key: str, *, kind: JobKind, fingerprint: str, request: Mapping[str, Any]
+    ) -> JobRecord:
+        """Record a new ``pending`` job owned by this member, or take the stored one.
+
+        Raises :class:`JournalConflictError` if ``key`` exists with another kind or
+        fingerprint, :class:`JobLeasedError` if a live member holds it.
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"journal key must be a str, got {type(key).__name__}")
+        if not key:
+            raise ValueError("journal key must not be empty")
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+        request_json = canonical_json(dict(request))
+        now = self._clock.wall()
+
+        async def run(conn: Connection) -> JobRecord:
+            row = await conn.fetchrow(
+                sql.INSERT_JOB, key, kind, fingerprint, JobState.PENDING.value, request_json,
+                now, now, self._member, self._lease_ttl,
+            )  # fmt: skip
+            if row is not None:
+                return _record(row)
+            row = await conn.fetchrow(sql.SELECT_FOR_UPDATE, key)
+            assert row is not None  # the conflict was on this key; rows are never deleted
+            stored = _record(row)
+            if stored.fingerprint != fingerprint or stored.kind != kind:
+                raise JournalConflictError(
+                    key,
+                    kind=kind,
+                    fingerprint=fingerprint,
+                    stored_kind=stored.kind,
+                    stored_fingerprint=stored.fingerprint,
+                )
+            rec = self._take(row)
+            await self._store(conn, rec)
+            return rec
+
+        result: JobRecord = await self._write(run)
+        return result
+
+    async def mark_sending(self, key: str, *, resubmit_uncertain: bool = False) -> JobRecord:
+        """``pending``/``rejected`` -> ``sending`` (``uncertain`` only with the flag)."""
+
+        def change(rec: JobRecord) -> JobRecord:
+            if rec.state is JobState.UNCERTAIN and not resubmit_uncertain:
+                raise JournalStateError(
+                    f"job {key!r} is uncertain (its create may have created a task); "
+                    "resending it needs resubmit_uncertain=True",
+                    key=key,
+                    state=rec.state.value,
+                    target=JobState.SENDING.value,
+                )
+            return attrs.evolve(rec, attempts=rec.attempts + 1, error_json=None)
+
+        return await self._transition(key, JobState.SENDING, change)
+
+    async def mark_created(
+        self, key: str, task_id: str, *, analysis_id: str | None = None
+    ) -> JobRecord:
+        """``sending`` -> ``created`` with the task id; committed before returning."""
+        if not task_id:
+            raise ValueError("task_id must be a non-empty str")
+
+        def change(rec: JobRecord) -> JobRecord:
+            return attrs.evolve(
+                rec, task_id=task_id, analysis_id=analysis_id or rec.analysis_id, error_json=None
+            )
+
+        return await self._transition(key, JobState.CREATED, change)
+
+    async def mark_uncertain(self, key: str, error: BaseException) -> JobRecord:
+        """``sending`` -> ``uncertain``: the create was sent and its answer lost."""
+        error_json = error_to_json(error)
+        return await self._transition(
+            key, JobState.UNCERTAIN, lambda rec: attrs.evolve(rec, error_json=error_json)
+        )
+
+    async def mark_rejected(self, key: str, error: BaseException) -> JobRecord:
+        """``pending``/``sending`` -> ``rejected``: a definite error, nothing was created."""
+        error_json = error_to_json(error)
+        return await self._transition(
+            key, JobState.REJECTED, lambda rec: attrs.evolve(rec, error_json=error_json)
+        )
+
+    async def mark_completed(self, key: str, result_raw: Mapping[str, Any]) -> JobRecord:
+        """``created`` -> ``completed`` with the result's raw data."""
+        raw_json = canonical_json(dict(result_raw))
+        return await self._transition(
+            key,
+            JobState.COMPLETED,
+            lambda rec: attrs.evolve(rec, result_raw_json=raw_json, error_json=None),
+        )
+
+    async def mark_failed(
+        self, key: str, result_raw: Mapping[str, Any] | None, error: BaseException
+    ) -> JobRecord:
+        """``created`` -> ``failed`` with the result's raw data and the error."""
+        raw_json = None if result_raw is None else canonical_json(dict(result_raw))
+        error_json = error_to_json(error)
+        return await self._transition(
+            key,
+            JobState.FAILED,
+            lambda rec: attrs.evolve(rec, result_raw_json=raw_json, error_json=error_json),
+        )
+
+    async def record_error(self, key: str, error: BaseException) -> JobRecord:
+        """Store a non-terminal error (e.g. ``WaitTimeoutError``) on a ``created`` job."""
+        error_json = error_to_json(error)
+        return await self._update(
+            key,
+            frozenset({JobState.CREATED}),
+            lambda rec: attrs.evolve(rec, error_json=error_json),
+            "record an error on",
+        )
+
+    async def set_analysis_id(self, key: str, analysis_id: str) -> JobRecord:
+        """Store a finished head-swap analysis id before the create (``pending``/``rejected``)."""
+        return await self._update(
+            key,
+            frozenset({JobState.PENDING, JobState.REJECTED}),
+            lambda rec: attrs.evolve(rec, analysis_id=analysis_id),
+            "set the analysis id of",
+        )
+
+    async def set_local_path(self, key: str, path: str | os.PathLike[str]) -> JobRecord:
+        """Record where a ``completed`` job's output was downloaded."""
+        local = os.fspath(path)
+        return await self._update(
+            key,
+            frozenset({JobState.COMPLETED}),
+            lambda rec: attrs.evolve(rec, local_path=local),
+            "set the local path of",
+        )
+
+    async def _transition(
+        self, key: str, target: JobState, change: Callable[[JobRecord], JobRecord]
+    ) -> JobRecord:
+        allowed = ALLOWED_FROM[target]
+
+        def checked(rec: JobRecord) -> JobRecord:
+            if rec.state not in allowed:
+                raise JournalStateError(
+                    f"illegal journal transition for job {key!r}: {rec.state} -> {target} "
+                    f"(allowed from: {', '.join(sorted(s.value for s in allowed))})",
+                    key=key,
+                    state=rec.state.value,
+                    target=target.value,
+                )
+            return attrs.evolve(change(rec), state=target)
+
+        return await self._apply(key, checked)
+
+    async def _update(
+        self,
+        key: str,
+        allowed: frozenset[JobState],
+        change: Callable[[JobRecord], JobRecord],
+        what: str,
+    ) -> JobRecord:
+        def checked(rec: JobRecord) -> JobRecord:
+            if rec.state not in allowed:
+                raise JournalStateError(
+                    f"cannot {what} job {key!r} in state {rec.state} "
+                    f"(allowed in: {', '.join(sorted(s.value for s in allowed))})",
+                    key=key,
+                    state=rec.state.value,
+                )
+            return change(rec)
+
+        return await self._apply(key, checked)
+
+    async def _apply(self, key: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
+        now = self._clock.wall()
+
+        async def run(conn: Connection) -> JobRecord:
+            row = await conn.fetchrow(sql.SELECT_FOR_UPDATE, key)
+            if row is None:
+                raise JournalStateError(f"no job with key {key!r} in the journal", key=key)
+            new = attrs.evolve(change(self._take(row)), updated_at=now)
+            await self._store(conn, new)
+            return new
+
+        result: JobRecord = await self._write(run)
+        return result
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._redacted!r}, {self._state}, member={self._member!r})"

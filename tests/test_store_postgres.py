@@ -1,0 +1,764 @@
+"""The PostgreSQL job store against a real throwaway server: journal rules, leases, fleet."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+import pytest
+from pg_cluster import ClusterStartError, PostgresCluster, postgres_cluster
+
+from akool_async import _errors as errors
+from akool_async._journal import (
+    JobRecord,
+    JobState,
+    JournalConflictError,
+    JournalError,
+    JournalFormatError,
+    JournalStateError,
+    request_fingerprint,
+)
+from akool_async._store_postgres import JobLeasedError, PostgresStore
+from akool_async._store_postgres_base import StoreBindingError, redact_url
+
+pytestmark = pytest.mark.anyio
+
+REQUEST = {"image": "https://x.test/a.png", "video": "https://x.test/v.mp4", "mode": "animate"}
+FP = request_fingerprint("character_swap", REQUEST)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL server for the session; a failed start fails the tests."""
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def store_url(pg_cluster: PostgresCluster) -> str:
+    """The URL of the server's test database, emptied first (a fresh schema, no tables)."""
+    conn = await asyncpg.connect(pg_cluster.dsn)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+    return pg_cluster.dsn
+
+
+async def sql(url: str, query: str, *args: Any) -> Any:
+    """Run one statement on its own connection and return its rows."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+async def expire_leases(url: str, owner: str) -> None:
+    """Make every lease of ``owner`` lapse, as if it stopped heartbeating a lease ago."""
+    await sql(
+        url,
+        "UPDATE akool_jobs SET lease_until = now() - interval '1 second' WHERE owner = $1",
+        owner,
+    )
+
+
+class FakeClock:
+    """A clock whose wall time advances by one second per read."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        self.now += 1.0
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def begin(store: PostgresStore, key: str) -> JobRecord:
+    """Record ``key`` with the standard request."""
+    return await store.begin(key, kind="character_swap", fingerprint=FP, request=REQUEST)
+
+
+PATHS: dict[JobState, list[str]] = {
+    JobState.PENDING: [],
+    JobState.SENDING: ["sending"],
+    JobState.CREATED: ["sending", "created"],
+    JobState.COMPLETED: ["sending", "created", "completed"],
+    JobState.FAILED: ["sending", "created", "failed"],
+    JobState.UNCERTAIN: ["sending", "uncertain"],
+    JobState.REJECTED: ["rejected"],
+}
+
+# Every legal (from-state, operation) pair, written out independently of the module.
+LEGAL = {
+    (JobState.PENDING, "sending"),
+    (JobState.PENDING, "resubmit"),
+    (JobState.PENDING, "rejected"),
+    (JobState.SENDING, "created"),
+    (JobState.SENDING, "uncertain"),
+    (JobState.SENDING, "rejected"),
+    (JobState.CREATED, "completed"),
+    (JobState.CREATED, "failed"),
+    (JobState.UNCERTAIN, "resubmit"),
+    (JobState.REJECTED, "sending"),
+    (JobState.REJECTED, "resubmit"),
+}
+
+
+def operations(store: PostgresStore, key: str) -> dict[str, Callable[[], Awaitable[JobRecord]]]:
+    """Each state-changing call on ``key``, by name."""
+    lost = errors.ConnectionLostError("lost")
+    return {
+        "sending": lambda: store.mark_sending(key),
+        "resubmit": lambda: store.mark_sending(key, resubmit_uncertain=True),
+        "created": lambda: store.mark_created(key, f"task-{key}"),
+        "uncertain": lambda: store.mark_uncertain(key, lost),
+        "rejected": lambda: store.mark_rejected(key, errors.InsufficientCreditError("no")),
+        "completed": lambda: store.mark_completed(key, {"_id": f"task-{key}", "status": 3}),
+        "failed": lambda: store.mark_failed(key, {"status": 4}, errors.TaskFailedError("x")),
+    }
+
+
+async def drive(store: PostgresStore, key: str, state: JobState) -> JobRecord:
+    """Create ``key`` and move it into ``state``."""
+    rec = await begin(store, key)
+    for step in PATHS[state]:
+        rec = await operations(store, key)[step]()
+    assert rec.state is state
+    return rec
+
+
+def test_cluster_that_cannot_start_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Missing server binaries raise ClusterStartError (a failure, not a skip); stop cleans up."""
+    monkeypatch.setenv("AKOOL_PG_BINDIR", "/nonexistent/pg/bin")
+    cluster = PostgresCluster()
+    try:
+        with pytest.raises(ClusterStartError, match="initdb"):
+            cluster.start()
+    finally:
+        cluster.stop()
+    assert not cluster.root.exists()
+
+
+# --------------------------------------------------------------------------- journal rules
+
+
+async def test_lifecycle_records_every_field(store_url: str) -> None:
+    """A job goes pending -> sending -> created -> completed with ids, raw result and times."""
+    async with PostgresStore(store_url, clock=FakeClock()) as store:
+        rec = await begin(store, "a")
+        assert (rec.state, rec.kind, rec.fingerprint, rec.attempts) == (
+            JobState.PENDING,
+            "character_swap",
+            FP,
+            0,
+        )
+        assert rec.request == REQUEST
+        assert rec.created_at == rec.updated_at == 1001.0
+        rec = await store.mark_sending("a")
+        assert (rec.state, rec.attempts, rec.updated_at) == (JobState.SENDING, 1, 1002.0)
+        rec = await store.mark_created("a", "task-9")
+        assert (rec.state, rec.task_id) == (JobState.CREATED, "task-9")
+        rec = await store.mark_completed("a", {"_id": "task-9", "status": 3, "url": "u"})
+        assert rec.state is JobState.COMPLETED
+        assert rec.result_raw == {"_id": "task-9", "status": 3, "url": "u"}
+        assert rec.error is None
+        rec = await store.set_local_path("a", "/out/a.mp4")
+        assert rec.local_path == "/out/a.mp4"
+        assert await store.get("a") == rec
+        assert await store.get_by_task_id("task-9") == rec
+        assert await store.get_by_task_id("task-0") is None
+
+
+async def test_head_swap_analysis_id_and_failure(store_url: str) -> None:
+    """A head swap keeps its analysis id and a failed task stores its raw data and error."""
+    async with PostgresStore(store_url) as store:
+        await store.begin("h", kind="head_swap", fingerprint="f" * 64, request={"faces": []})
+        await store.set_analysis_id("h", "an-1")
+        await store.mark_sending("h")
+        rec = await store.mark_created("h", "task-2")
+        assert rec.analysis_id == "an-1"
+        err = errors.TaskFailedError("task failed", task_id="task-2", result=object())
+        rec = await store.mark_failed("h", {"_id": "task-2", "status": 4}, err)
+        assert rec.state is JobState.FAILED
+        assert rec.result_raw == {"_id": "task-2", "status": 4}
+        stored = rec.error
+        assert isinstance(stored, errors.TaskFailedError)
+        assert stored.task_id == "task-2"
+        rec2 = await store.begin("h2", kind="head_swap", fingerprint="e" * 64, request={})
+        await store.mark_sending(rec2.key)
+        rec2 = await store.mark_created("h2", "task-3", analysis_id="an-3")
+        assert (rec2.task_id, rec2.analysis_id) == ("task-3", "an-3")
+
+
+@pytest.mark.parametrize("state", list(JobState))
+async def test_transitions_from_each_state_follow_the_table(
+    store_url: str, state: JobState
+) -> None:
+    """From every state, exactly the documented transitions succeed and others raise."""
+    async with PostgresStore(store_url) as store:
+        for name in operations(store, "x"):
+            key = f"{state.value}-{name}"
+            before = await drive(store, key, state)
+            call = operations(store, key)[name]
+            if (state, name) in LEGAL:
+                after = await call()
+                assert after.state is not state or name == "resubmit"
+            else:
+                with pytest.raises(JournalStateError) as info:
+                    await call()
+                assert info.value.key == key
+                assert info.value.state == state.value
+                assert await store.get(key) == before  # nothing changed
+
+
+async def test_uncertain_rejected_and_deadline_rules(store_url: str) -> None:
+    """Uncertain needs resubmit_uncertain, rejected may resend, record_error keeps created."""
+    async with PostgresStore(store_url) as store:
+        await drive(store, "u", JobState.UNCERTAIN)
+        with pytest.raises(JournalStateError, match="resubmit_uncertain=True"):
+            await store.mark_sending("u")
+        rec = await store.mark_sending("u", resubmit_uncertain=True)
+        assert (rec.state, rec.attempts, rec.error_json) == (JobState.SENDING, 2, None)
+
+        await drive(store, "r", JobState.SENDING)
+        err = errors.InsufficientCreditError("low credit", code=1104, http_status=200)
+        rec = await store.mark_rejected("r", err)
+        assert isinstance(rec.error, errors.InsufficientCreditError)
+        assert rec.error.code == 1104
+        rec = await store.mark_sending("r")
+        assert (rec.state, rec.attempts, rec.error) == (JobState.SENDING, 2, None)
+
+        await drive(store, "t", JobState.CREATED)
+        rec = await store.record_error("t", errors.WaitTimeoutError("late", task_id="task-t"))
+        assert rec.state is JobState.CREATED
+        assert isinstance(rec.error, errors.WaitTimeoutError)
+        rec = await store.mark_completed("t", {"status": 3})
+        assert (rec.state, rec.error) == (JobState.COMPLETED, None)
+        with pytest.raises(JournalStateError):
+            await store.record_error("t", errors.WaitTimeoutError("late"))
+
+
+async def test_setters_and_unknown_keys(store_url: str) -> None:
+    """Setters are limited to their states and changing an unknown key raises."""
+    async with PostgresStore(store_url) as store:
+        await drive(store, "c", JobState.CREATED)
+        with pytest.raises(JournalStateError, match="local path"):
+            await store.set_local_path("c", "out.mp4")
+        with pytest.raises(JournalStateError, match="analysis id"):
+            await store.set_analysis_id("c", "an")
+        assert await store.get("nope") is None
+        with pytest.raises(JournalStateError, match="no job with key 'nope'"):
+            await store.mark_sending("nope")
+
+
+async def test_begin_is_idempotent_and_conflicts_name_the_key(store_url: str) -> None:
+    """The same request returns the stored record; another request or kind is a conflict."""
+    async with PostgresStore(store_url) as store:
+        await drive(store, "k", JobState.CREATED)
+        rec = await begin(store, "k")
+        assert (rec.state, rec.task_id) == (JobState.CREATED, "task-k")
+        for kind, fingerprint in (("character_swap", "0" * 64), ("head_swap", FP)):
+            with pytest.raises(JournalConflictError, match="'k'") as info:
+                await store.begin("k", kind=kind, fingerprint=fingerprint, request={})  # type: ignore[arg-type]
+            assert isinstance(info.value, ValueError)
+            assert info.value.key == "k"
+        assert (await store.counts())[JobState.CREATED] == 1
+
+
+async def test_begin_validates_arguments(store_url: str) -> None:
+    """begin refuses an empty key, an unknown kind and a request that is not JSON."""
+    async with PostgresStore(store_url) as store:
+        with pytest.raises(ValueError, match="empty"):
+            await store.begin("", kind="character_swap", fingerprint=FP, request={})
+        with pytest.raises(ValueError, match="kind"):
+            await store.begin("a", kind="lip_sync", fingerprint=FP, request={})  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await store.begin("a", kind="character_swap", fingerprint=FP, request={"x": {1j}})
+        assert await store.records() == []
+
+
+async def test_reopen_records_pages_and_counts(store_url: str) -> None:
+    """Records survive reopening in order, page in insertion order, filter and count."""
+    async with PostgresStore(store_url) as store:
+        for key, state in zip("abcdefg", JobState, strict=True):
+            await drive(store, key, state)
+        before = await store.records()
+    store = await PostgresStore.open(store_url)
+    try:
+        assert await store.records() == before
+        assert [r.key for r in before] == list("abcdefg")
+        for i in range(10):
+            await drive(store, f"k{i}", JobState.CREATED if i % 3 else JobState.PENDING)
+        paged = [r.key async for r in store.iter_records(page_size=3)]
+        assert paged == [*"abcdefg", *(f"k{i}" for i in range(10))]
+        pending = await store.records(["pending"])
+        assert [r.key for r in pending] == ["a", "k0", "k3", "k6", "k9"]
+        counts = await store.counts()
+        assert counts == {**dict.fromkeys(JobState, 1), "pending": 5, "created": 7}
+    finally:
+        await store.aclose()
+
+
+async def test_schema_version_and_foreign_tables(store_url: str) -> None:
+    """The schema records its version; a newer one, or a foreign akool_jobs table, is refused."""
+    async with PostgresStore(store_url):
+        pass
+    rows = await sql(store_url, "SELECT value FROM akool_meta WHERE name = 'schema_version'")
+    assert [r[0] for r in rows] == ["1"]
+    await sql(store_url, "UPDATE akool_meta SET value = '99' WHERE name = 'schema_version'")
+    with pytest.raises(JournalFormatError, match="newer akool-async"):
+        await PostgresStore.open(store_url)
+    await sql(store_url, "DROP TABLE akool_meta")
+    with pytest.raises(JournalFormatError, match="not an akool-async store"):
+        await PostgresStore.open(store_url)
+
+
+async def test_concurrent_first_opens_do_not_race(store_url: str) -> None:
+    """Six stores opening one empty database at once all succeed and create one schema."""
+    stores: list[PostgresStore] = []
+
+    async def open_one() -> None:
+        stores.append(await PostgresStore.open(store_url, pool_size=1))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(6):
+                tg.start_soon(open_one)
+        assert len(stores) == 6
+        assert len({s.member_id for s in stores}) == 6
+        assert len(await stores[0].members()) == 6
+    finally:
+        for store in stores:
+            await store.aclose()
+    rows = await sql(store_url, "SELECT count(*) FROM akool_meta WHERE name = 'schema_version'")
+    assert rows[0][0] == 1
+
+
+async def test_lifecycle_misuse_is_reported(store_url: str) -> None:
+    """Use before open or after close raises, a second open is refused, aclose is idempotent."""
+    store = PostgresStore(store_url)
+    with pytest.raises(JournalStateError, match="not open"):
+        await store.get("a")
+    async with store:
+        with pytest.raises(JournalStateError, match="already opened"):
+            await store.__aenter__()
+    await store.aclose()
+    assert store.closed
+    with pytest.raises(JournalStateError, match="closed"):
+        await begin(store, "a")
+
+
+def test_invalid_options_raise_configuration_error() -> None:
+    """A URL that is not postgresql:// or a bad lease_ttl raises ConfigurationError."""
+    with pytest.raises(errors.ConfigurationError, match="postgresql://"):
+        PostgresStore("mysql://u:hunter2@h/db")
+    with pytest.raises(errors.ConfigurationError, match="lease_ttl"):
+        PostgresStore("postgresql://h/db", lease_ttl=-1)
+
+
+async def test_password_never_shown(tmp_path: Any) -> None:
+    """An unreachable server gives a JournalError; no repr or message shows the password."""
+    url = f"postgresql://app:hunter2@/akool?host={tmp_path}"
+    assert redact_url(url) == f"postgresql://app:***@/akool?host={tmp_path}"
+    in_query = redact_url(f"postgresql://app@/akool?host={tmp_path}&password=hunter2")
+    assert in_query == f"postgresql://app@/akool?host={tmp_path}&password=***"
+    store = PostgresStore(url)
+    assert "hunter2" not in repr(store)
+    assert "hunter2" not in store.path
+    with pytest.raises(JournalError) as info:
+        await store.__aenter__()
+    assert "hunter2" not in str(info.value)
+    assert "***" in str(info.value)
+    assert store.closed
+
+
+async def test_concurrent_tasks_all_land(store_url: str) -> None:
+    """A hundred tasks writing at once leave every record complete and the counts right."""
+    async with PostgresStore(store_url) as store:
+
+        async def job(i: int) -> None:
+            key = f"k{i}"
+            await begin(store, key)
+            await store.mark_sending(key)
+            await store.mark_created(key, f"task-{i}")
+            await store.mark_completed(key, {"_id": f"task-{i}"})
+
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(job, i)
+        records = await store.records()
+        assert {r.key for r in records} == {f"k{i}" for i in range(100)}
+        assert all(r.task_id == f"task-{r.key[1:]}" for r in records)
+        assert (await store.counts())[JobState.COMPLETED] == 100
+
+
+async def test_write_called_under_cancellation_still_commits(store_url: str) -> None:
+    """A write issued in an already-cancelled scope still commits; a read there does not run."""
+    async with PostgresStore(store_url) as store:
+        await drive(store, "a", JobState.SENDING)
+        results: list[object] = []
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            results.append(await store.mark_created("a", "task-7"))
+            results.append(await store.get("a"))  # cancelled here, before it runs
+        assert scope.cancelled_caught
+        assert len(results) == 1
+        rec = await store.get("a")
+        assert rec is not None
+        assert (rec.state, rec.task_id) == (JobState.CREATED, "task-7")
+
+
+async def test_cancelling_many_writers_leaves_consistent_records(store_url: str) -> None:
+    """Cancelling a task group mid-write leaves every record in a state its calls could reach."""
+    async with PostgresStore(store_url) as store:
+        for i in range(30):
+            await drive(store, f"k{i}", JobState.SENDING)
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                for i in range(30):
+                    tg.start_soon(store.mark_created, f"k{i}", f"task-{i}")
+                await anyio.lowlevel.checkpoint()
+                scope.cancel()
+        for rec in await store.records():
+            assert rec.state in (JobState.SENDING, JobState.CREATED)
+            assert (rec.task_id is None) == (rec.state is JobState.SENDING)
+
+
+# --------------------------------------------------------------------------- leases
+
+
+async def test_two_stores_cannot_both_hold_a_job(store_url: str) -> None:
+    """A job begun by one member is refused to another live member, naming the holder."""
+    async with PostgresStore(store_url) as first, PostgresStore(store_url) as second:
+        await begin(first, "a")
+        await first.mark_sending("a")
+        with pytest.raises(JobLeasedError, match=first.member_id) as info:
+            await begin(second, "a")
+        assert info.value.owner == first.member_id
+        with pytest.raises(JobLeasedError):
+            await second.mark_created("a", "task-x")
+        assert await second.claim(["a"]) == []
+        rec = await second.get("a")  # reading needs no lease
+        assert rec is not None
+        assert rec.state is JobState.SENDING
+        lease = await second.lease("a")
+        assert lease is not None
+        assert (lease.owner, lease.expired) == (first.member_id, False)
+
+
+async def test_dead_member_jobs_are_taken_over(store_url: str) -> None:
+    """After a lease lapses, created jobs resume, sending ones come back uncertain, never sent."""
+    async with PostgresStore(store_url, lease_ttl=5) as dead, PostgresStore(store_url) as heir:
+        await drive(dead, "p", JobState.PENDING)
+        await drive(dead, "s", JobState.SENDING)
+        await drive(dead, "c", JobState.CREATED)
+        await drive(dead, "done", JobState.COMPLETED)
+        assert await heir.claim_next(10) == []  # all held by a live member
+        await expire_leases(store_url, dead.member_id)
+
+        taken = {rec.key: rec for rec in await heir.claim_next(10)}
+        assert set(taken) == {"p", "s", "c"}  # finished jobs need no owner
+        assert taken["p"].state is JobState.PENDING
+        assert (taken["c"].state, taken["c"].task_id) == (JobState.CREATED, "task-c")
+        assert taken["s"].state is JobState.UNCERTAIN
+        assert isinstance(taken["s"].error, errors.SubmissionUncertainError)
+        assert dead.member_id in str(taken["s"].error)
+        assert taken["s"].attempts == 1
+        with pytest.raises(JournalStateError, match="resubmit_uncertain"):
+            await heir.mark_sending("s")
+        assert (await heir.get("s")) == taken["s"]  # the takeover was committed
+        for key in ("p", "s", "c"):
+            lease = await heir.lease(key)
+            assert lease is not None
+            assert lease.owner == heir.member_id
+        # The old owner, back from the dead, may not write the jobs it lost.
+        with pytest.raises(JobLeasedError, match=heir.member_id):
+            await dead.mark_created("s", "task-late")
+        await heir.mark_completed("c", {"status": 3})
+
+
+async def test_heartbeat_keeps_leases_and_members_alive(store_url: str) -> None:
+    """A heartbeat renews a member's lapsed leases and liveness, so nobody takes its jobs."""
+    async with PostgresStore(store_url) as owner, PostgresStore(store_url) as other:
+        for key in "abc":
+            await begin(owner, key)
+        await expire_leases(store_url, owner.member_id)
+        await sql(
+            store_url,
+            "UPDATE akool_members SET heartbeat = now() - interval '1 hour' WHERE id = $1",
+            owner.member_id,
+        )
+        alive = {m.id: m.alive for m in await other.members()}
+        assert alive == {owner.member_id: False, other.member_id: True}
+        assert await other.heartbeat() == 0  # also forgets members silent for ten leases
+        assert [m.id for m in await other.members()] == [other.member_id]
+        assert await owner.heartbeat() == 3  # back, with the jobs nobody took
+        assert all(m.alive for m in await other.members())
+        assert await other.claim(["a", "b", "c"]) == []
+        assert await other.claim_next(5) == []
+
+
+async def test_keep_alive_heartbeats_every_third_of_a_lease(store_url: str) -> None:
+    """keep_alive heartbeats, then sleeps lease_ttl / 3 on the store's clock."""
+    slept: list[float] = []
+    first_sleep = anyio.Event()
+
+    class RecordingClock(FakeClock):
+        async def sleep(self, seconds: float) -> None:
+            slept.append(seconds)
+            first_sleep.set()
+            await anyio.sleep_forever()
+
+    async with PostgresStore(store_url, lease_ttl=9, clock=RecordingClock()) as store:
+        await begin(store, "a")
+        await expire_leases(store_url, store.member_id)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.keep_alive)
+            await first_sleep.wait()
+            tg.cancel_scope.cancel()
+        lease = await store.lease("a")
+        assert lease is not None
+        assert not lease.expired
+        assert slept == [3.0]
+
+
+async def test_closing_releases_leases_for_others(store_url: str) -> None:
+    """A member that closes cleanly releases its jobs; another takes them at once."""
+    async with PostgresStore(store_url) as leaver:
+        await drive(leaver, "p", JobState.PENDING)
+        await drive(leaver, "c", JobState.CREATED)
+        leaver_id = leaver.member_id
+    async with PostgresStore(store_url) as heir:
+        assert {r.key for r in await heir.claim_next(10)} == {"p", "c"}
+        assert leaver_id not in {m.id for m in await heir.members()}
+
+
+async def test_members_running_one_job_list_split_it(store_url: str) -> None:
+    """Two members beginning the same 100 keys at once each get a disjoint part of the whole."""
+    keys = [f"job-{i}" for i in range(100)]
+    got: dict[str, set[str]] = {}
+
+    async def run_list(store: PostgresStore, order: list[str]) -> None:
+        mine = got.setdefault(store.member_id, set())
+
+        async def one(key: str) -> None:
+            try:
+                await begin(store, key)
+            except JobLeasedError:
+                return
+            mine.add(key)
+
+        async with anyio.create_task_group() as tg:
+            for key in order:
+                tg.start_soon(one, key)
+
+    async with PostgresStore(store_url) as a, PostgresStore(store_url) as b:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_list, a, keys)
+            tg.start_soon(run_list, b, keys[::-1])
+        assert got[a.member_id].isdisjoint(got[b.member_id])
+        assert got[a.member_id] | got[b.member_id] == set(keys)
+        owners = await sql(store_url, "SELECT key, owner FROM akool_jobs")
+        assert {r[0]: r[1] for r in owners} == {
+            key: member for member, taken in got.items() for key in taken
+        }
+
+
+async def test_concurrent_claims_skip_locked_rows(store_url: str) -> None:
+    """Two members claiming 100 free keys at once in chunks get disjoint sets covering all."""
+    keys = [f"job-{i}" for i in range(100)]
+    async with PostgresStore(store_url) as seeder:
+        for key in keys:
+            await begin(seeder, key)
+    claimed: dict[str, list[str]] = {}
+
+    async def claim_all(store: PostgresStore, order: list[str]) -> None:
+        mine = claimed.setdefault(store.member_id, [])
+
+        async def chunk(part: list[str]) -> None:
+            mine.extend(rec.key for rec in await store.claim(part))
+
+        async with anyio.create_task_group() as tg:
+            for start in range(0, len(order), 10):
+                tg.start_soon(chunk, order[start : start + 10])
+
+    async with PostgresStore(store_url) as a, PostgresStore(store_url) as b:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claim_all, a, keys)
+            tg.start_soon(claim_all, b, keys[::-1])
+        first, second = claimed[a.member_id], claimed[b.member_id]
+        assert len(first) + len(second) == 100
+        assert set(first).isdisjoint(second)
+        assert set(first) | set(second) == set(keys)
+
+
+async def test_claim_skips_a_row_being_claimed_instead_of_waiting(store_url: str) -> None:
+    """A row locked by another claimer's open transaction is skipped, the rest are taken."""
+    async with PostgresStore(store_url) as seeder:
+        for key in "abc":
+            await begin(seeder, key)
+    other = await asyncpg.connect(store_url)
+    try:
+        async with other.transaction(), PostgresStore(store_url) as store:
+            await other.execute("SELECT 1 FROM akool_jobs WHERE key = 'b' FOR UPDATE")
+            # A claim that waited for the lock would hang here (until the test's timeout).
+            taken = await store.claim(["a", "b", "c"])
+            assert [rec.key for rec in taken] == ["a", "c"]
+    finally:
+        await other.close()
+
+
+# --------------------------------------------------------------------------- events
+
+
+async def test_event_wakes_the_listening_owner(store_url: str) -> None:
+    """An event stored by any replica wakes the owner's listener and stays readable."""
+    heard: list[str] = []
+    woken = anyio.Event()
+
+    def on_event(task_id: str) -> None:
+        heard.append(task_id)
+        if task_id == "task-1":
+            woken.set()
+
+    async with PostgresStore(store_url) as owner, PostgresStore(store_url) as replica:
+        await drive(owner, "a", JobState.CREATED)  # task id "task-a"
+        async with owner.listen(on_event):
+            event_id = await replica.record_event("task-1", '{"status": 3}')
+            with anyio.fail_after(10):  # a guard against a hang, not a synchronisation
+                await woken.wait()
+        assert heard == ["task-1"]
+        events = await owner.pending_events(["task-1", "task-2"])
+        assert [(e.id, e.task_id, e.payload_json) for e in events] == [
+            (event_id, "task-1", '{"status": 3}')
+        ]
+        await owner.discard_events(["task-1"])
+        assert await owner.pending_events(["task-1"]) == []
+
+
+async def test_event_for_unknown_task_is_kept_for_a_later_owner(store_url: str) -> None:
+    """An event whose task id no job has yet is stored, and a later member finds it."""
+    async with PostgresStore(store_url) as receiver:
+        await receiver.record_event("task-unknown", '{"status": 4}')
+        await receiver.record_event("task-unknown", '{"status": 3}')
+    async with PostgresStore(store_url) as later:
+        events = await later.pending_events(["task-unknown"])
+        assert [e.payload_json for e in events] == ['{"status": 4}', '{"status": 3}']
+        assert events[0].id < events[1].id
+
+
+# --------------------------------------------------------------------------- rate budget
+
+
+async def db_now(url: str) -> float:
+    """The server's clock, in seconds since the epoch."""
+    rows = await sql(url, "SELECT extract(epoch FROM clock_timestamp())::float8")
+    return float(rows[0][0])
+
+
+async def test_token_bucket_bounds_the_fleet(store_url: str) -> None:
+    """Eight takers on two members get at most rate * T + burst tokens over T of server time."""
+    rate, burst, span = 40.0, 5.0, 0.5
+    granted = 0
+    async with PostgresStore(store_url) as a, PostgresStore(store_url) as b:
+        start = await db_now(store_url)
+
+        async def taker(store: PostgresStore) -> None:
+            nonlocal granted
+            while await db_now(store_url) < start + span:
+                wait = await store.take_token("acct", rate, burst)
+                if wait == 0:
+                    granted += 1
+                else:
+                    assert 0 < wait <= 1 / rate + 1e-9
+                    await anyio.sleep(min(wait, 0.01))  # pacing, not synchronisation
+
+        async with anyio.create_task_group() as tg:
+            for store in (a, b) * 4:
+                tg.start_soon(taker, store)
+        elapsed = await db_now(store_url) - start
+    assert burst <= granted <= rate * elapsed + burst
+
+
+async def test_token_bucket_refills_by_server_time(store_url: str) -> None:
+    """An empty bucket whose last take was 0.1 s ago at 10/s grants one token, then waits."""
+    async with PostgresStore(store_url) as store:
+        assert await store.take_token("acct", 10, 1) == 0.0
+        assert await store.take_token("acct", 10, 1) > 0
+        await sql(
+            store_url,
+            "UPDATE akool_rate SET tokens = 0, updated = clock_timestamp() - interval '100 ms'",
+        )
+        assert await store.take_token("acct", 10, 1) == 0.0
+        wait = await store.take_token("acct", 10, 1)
+        assert 0 < wait <= 0.1
+        assert await store.take_token("other", 10, 1) == 0.0  # accounts are separate
+
+
+async def test_throttle_cuts_the_shared_rate_and_it_recovers(store_url: str) -> None:
+    """throttled() cuts the factor for every member, once per cooldown; grants add it back."""
+    async with PostgresStore(store_url) as a, PostgresStore(store_url) as b:
+        assert await a.rate_factor("acct") == 1.0
+        assert await a.throttled("acct", 0.5) == 0.5
+        assert await b.throttled("acct", 0.5, cooldown=60) == 0.5  # same burst: one cut
+        assert await b.rate_factor("acct") == 0.5
+        assert await b.throttled("acct", 0.5) == 0.25
+        assert await b.throttled("acct", 0.1, floor=0.2) == 0.2
+        # The bucket was emptied: the next take waits about 1 / (rate * factor).
+        assert await a.take_token("acct", 1, 1) > 1.0
+        await sql(store_url, "UPDATE akool_rate SET tokens = 100")
+        for _ in range(4):
+            assert await a.take_token("acct", 1, 100, recovery=0.1) == 0.0
+        assert await b.rate_factor("acct") == pytest.approx(0.6)
+        for _ in range(10):
+            await a.take_token("acct", 1, 100, recovery=0.1)
+        assert await b.rate_factor("acct") == 1.0
+
+
+# --------------------------------------------------------------------------- durations, binding
+
+
+async def test_durations_are_shared_latest_first(store_url: str) -> None:
+    """Durations recorded by one member are read by a later one, latest first, per bucket."""
+    async with PostgresStore(store_url) as first:
+        for i in range(300):
+            await first.record_duration("character_swap/720p", float(i))
+        await first.record_duration("head_swap/720p", 42.5)
+    async with PostgresStore(store_url) as later:
+        found = await later.durations("character_swap/720p")
+        assert found == [float(i) for i in range(299, 43, -1)]
+        assert await later.durations("character_swap/720p", limit=3) == [299.0, 298.0, 297.0]
+        assert await later.durations("head_swap/720p") == [42.5]
+        assert await later.durations("head_swap/1080p") == []
+
+
+async def test_store_is_bound_to_account_and_base_url(store_url: str) -> None:
+    """The first open binds the account digest and base URL; another one is refused."""
+    digest = "a" * 64
+    async with PostgresStore(store_url, account=digest, base_url="https://api.test"):
+        pass
+    async with PostgresStore(store_url, account=digest, base_url="https://api.test"):
+        pass
+    async with PostgresStore(store_url):  # no binding asked for: no check
+        pass
+    with pytest.raises(StoreBindingError, match="account aaaaaaaaaaaa") as info:
+        await PostgresStore.open(store_url, account="b" * 64, base_url="https://api.test")
+    assert "b" * 64 not in str(info.value)
+    with pytest.raises(StoreBindingError, match=re.escape("https://other.test")):
+        await PostgresStore.open(store_url, account=digest, base_url="https://other.test")
+    rows = await sql(store_url, "SELECT count(*) FROM akool_members")
+    assert rows[0][0] == 0  # refused opens left no member behind
