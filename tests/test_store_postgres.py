@@ -12,23 +12,25 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type informat
 import pytest
 from pg_cluster import ClusterStartError, PostgresCluster, postgres_cluster
 
+from akool_async import CharacterSwap
 from akool_async import _errors as errors
-from akool_async._journal import (
+from akool_async._converters import request_fingerprint
+from akool_async._store import (
     JobRecord,
     JobState,
+    JournalBindingError,
     JournalConflictError,
     JournalError,
     JournalFormatError,
     JournalStateError,
-    request_fingerprint,
 )
-from akool_async._store_postgres import JobLeasedError, PostgresStore
-from akool_async._store_postgres_base import StoreBindingError, redact_url
+from akool_async._store._postgres import JobLeasedError, PostgresStore
+from akool_async._store._postgres_base import redact_url
 
 pytestmark = pytest.mark.anyio
 
 REQUEST = {"image": "https://x.test/a.png", "video": "https://x.test/v.mp4", "mode": "animate"}
-FP = request_fingerprint("character_swap", REQUEST)
+FP = request_fingerprint(CharacterSwap(**REQUEST))
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -755,10 +757,10 @@ async def test_store_is_bound_to_account_and_base_url(store_url: str) -> None:
         pass
     async with PostgresStore(store_url):  # no binding asked for: no check
         pass
-    with pytest.raises(StoreBindingError, match="account aaaaaaaaaaaa") as info:
+    with pytest.raises(JournalBindingError, match="another account") as info:
         await PostgresStore.open(store_url, account="b" * 64, base_url="https://api.test")
     assert "b" * 64 not in str(info.value)
-    with pytest.raises(StoreBindingError, match=re.escape("https://other.test")):
+    with pytest.raises(JournalBindingError, match=re.escape("https://other.test")):
         await PostgresStore.open(store_url, account=digest, base_url="https://other.test")
     rows = await sql(store_url, "SELECT count(*) FROM akool_members")
     assert rows[0][0] == 0  # refused opens left no member behind

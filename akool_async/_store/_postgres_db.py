@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from types import ModuleType
 from typing import Any, Protocol, cast
 
-from ._errors import ConfigurationError
+from akool_async._errors import ConfigurationError
 
 __all__ = ["Connection", "DatabaseErrors", "Pool", "Row", "connect", "create_pool",
            "database_errors"]  # fmt: skip

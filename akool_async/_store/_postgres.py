@@ -19,7 +19,6 @@ Each write is one transaction and is shielded from cancellation, as in the journ
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
@@ -27,39 +26,18 @@ from typing import Any, Final
 
 import attrs
 
-from . import _store_postgres_sql as sql
-from ._clock import Clock
-from ._errors import SubmissionUncertainError
+from akool_async._clock import Clock
+from akool_async._errors import SubmissionUncertainError
 
-# One import per line: these names move to ``_store/_records.py`` at merge.
-# isort: off
-from ._journal import JobKind
-from ._journal import JobRecord
-from ._journal import JobState
-from ._journal import JournalConflictError
-from ._journal import JournalError
-from ._journal import JournalStateError
-from ._journal import error_to_json
-# isort: on
-from ._store_postgres_base import DEFAULT_LEASE_TTL, DEFAULT_POOL_SIZE, PostgresDatabase
-from ._store_postgres_db import Connection, Row
+from . import _postgres_sql as sql
+from ._errors import JournalConflictError, JournalError, JournalStateError
+from ._postgres_base import DEFAULT_LEASE_TTL, DEFAULT_POOL_SIZE, PostgresDatabase
+from ._postgres_db import Connection, Row
+from ._records import ALLOWED_FROM, JobKind, JobRecord, JobState, canonical_json, error_to_json
 
 __all__ = ["ALLOWED_FROM", "JobLease", "JobLeasedError", "PostgresStore", "canonical_json"]
 
 _KINDS: Final = frozenset({"character_swap", "head_swap"})
-_S = JobState
-#: target state -> states it may be entered from: the journal's table (kept in step with
-#: ``_journal``; the lead may share one public copy between both stores).
-ALLOWED_FROM: Final[Mapping[JobState, frozenset[JobState]]] = {
-    _S.SENDING: frozenset({_S.PENDING, _S.REJECTED, _S.UNCERTAIN}),
-    _S.CREATED: frozenset({_S.SENDING}),
-    _S.UNCERTAIN: frozenset({_S.SENDING}),
-    _S.REJECTED: frozenset({_S.PENDING, _S.SENDING}),
-    _S.COMPLETED: frozenset({_S.CREATED}),
-    _S.FAILED: frozenset({_S.CREATED}),
-}
-
-
 class JobLeasedError(JournalError):
     """The job is owned by another live member of the fleet; this member must leave it."""
 
@@ -78,13 +56,6 @@ class JobLease:
     owner: str | None
     lease_until: datetime | None
     expired: bool
-
-
-def canonical_json(value: object) -> str:
-    """The journal's canonical JSON (sorted keys, compact, no NaN): same dict, same text."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
 
 
 def _record(row: Row) -> JobRecord:
@@ -138,7 +109,7 @@ class PostgresStore(PostgresDatabase):
     ) -> PostgresStore:
         """Connect, create the schema if missing and register this member.
 
-        Raises :class:`JournalFormatError` for a newer schema, :class:`StoreBindingError`
+        Raises :class:`JournalFormatError` for a newer schema, :class:`JournalBindingError`
         for another account or base URL, :class:`JournalError` if the server is unreachable.
         """
         store = cls(

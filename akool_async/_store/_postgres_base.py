@@ -25,17 +25,12 @@ from typing import Any, Final, Literal
 import anyio
 import attrs
 
-from . import _store_postgres_sql as sql
-from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import ConfigurationError
+from akool_async._clock import SYSTEM_CLOCK, Clock
+from akool_async._errors import ConfigurationError
 
-# One import per line: these names move to ``_store/_records.py`` at merge.
-# isort: off
-from ._journal import JournalError
-from ._journal import JournalFormatError
-from ._journal import JournalStateError
-# isort: on
-from ._store_postgres_db import (
+from . import _postgres_sql as sql
+from ._errors import JournalBindingError, JournalError, JournalFormatError, JournalStateError
+from ._postgres_db import (
     Connection,
     DatabaseErrors,
     Pool,
@@ -50,7 +45,6 @@ __all__ = [
     "POSTGRES_SCHEMA_VERSION",
     "Member",
     "PostgresDatabase",
-    "StoreBindingError",
     "StoredEvent",
     "positive_number",
     "redact_url",
@@ -63,10 +57,6 @@ POSTGRES_SCHEMA_VERSION: Final = 1
 DEFAULT_LEASE_TTL: Final = 30.0
 #: Connections in the pool (LISTEN uses one more of its own per listener).
 DEFAULT_POOL_SIZE: Final = 4
-
-
-class StoreBindingError(JournalError):
-    """The store was made for another account or base URL (issue #15: one binding)."""
 
 
 @attrs.frozen
@@ -213,7 +203,7 @@ class PostgresDatabase:
                     "INSERT INTO akool_meta (name, value) VALUES ($1, $2)", name, value
                 )
             elif stored != value:
-                raise StoreBindingError(self._binding_message(name, stored, value))
+                raise JournalBindingError(self._redacted, name, stored=stored, given=value)
         await conn.execute(sql.REGISTER_MEMBER, self._member, self._host, os.getpid())
 
     def _check_version(self, text: str | None) -> None:
@@ -230,15 +220,6 @@ class PostgresDatabase:
                 "akool-async to use it",
                 path=self._redacted,
             )
-
-    def _binding_message(self, name: str, stored: str, given: str) -> str:
-        if name == "account":
-            # Digests, not secrets; shortened anyway so lines stay readable.
-            stored, given = f"{stored[:12]}...", f"{given[:12]}..."
-        return (
-            f"store {self._redacted} belongs to {name} {stored}, not {given}; "
-            "use another database for this account or server"
-        )
 
     async def aclose(self) -> None:
         """Release this member's leases, close listeners and the pool. Idempotent."""
