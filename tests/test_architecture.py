@@ -39,9 +39,12 @@ def _own_names(tree: ast.AST) -> set[str]:
             own.add(node.id)
         elif isinstance(node, ast.arg):
             own.add(node.arg)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if node.value.isidentifier():  # names listed in __slots__
-                own.add(node.value)
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.isidentifier()  # names listed in __slots__
+        ):
+            own.add(node.value)
     return own
 
 
