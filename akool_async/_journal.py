@@ -69,7 +69,14 @@ import attrs
 
 from . import _errors
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import AkoolError, ConfigurationError
+from ._errors import (
+    AkoolError,
+    ConfigurationError,
+    JournalConflictError,
+    JournalError,
+    JournalFormatError,
+    JournalStateError,
+)
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -98,56 +105,6 @@ JobKind = Literal["character_swap", "head_swap"]
 _KINDS: Final = frozenset({"character_swap", "head_swap"})
 
 _T = TypeVar("_T")
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class JournalError(AkoolError):
-    """A journal could not be opened or used."""
-
-
-class JournalFormatError(JournalError):
-    """The file is not an akool-async journal, or was written by a newer schema."""
-
-    def __init__(self, message: str, *, path: str | None = None) -> None:
-        super().__init__(message)
-        self.journal_path = path
-
-
-class JournalConflictError(JournalError, ValueError):
-    """A key already in the journal was submitted again with a different request."""
-
-    def __init__(
-        self, key: str, *, kind: str, fingerprint: str, stored_kind: str, stored_fingerprint: str
-    ) -> None:
-        self.key = key
-        self.kind = kind
-        self.fingerprint = fingerprint
-        self.stored_kind = stored_kind
-        self.stored_fingerprint = stored_fingerprint
-        super().__init__(
-            f"job key {key!r} is already in the journal with a different request "
-            f"(stored {stored_kind} {stored_fingerprint[:12]}..., "
-            f"now {kind} {fingerprint[:12]}...); use a new key or a new journal"
-        )
-
-
-class JournalStateError(JournalError, RuntimeError):
-    """A bug: an illegal state transition, an unknown key, or use of a closed journal."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        key: str | None = None,
-        state: str | None = None,
-        target: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.key = key
-        self.state = state
-        self.target = target
 
 
 # --------------------------------------------------------------------------- states
