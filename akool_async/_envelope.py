@@ -21,7 +21,7 @@ Every error carries ``method``, ``path``, ``http_status``, ``code``, ``msg`` and
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ._errors import (
@@ -40,13 +40,6 @@ __all__ = ["SUCCESS", "decode_response"]
 SUCCESS = 1000
 # Longest server text quoted in an error message.
 _QUOTE_LIMIT = 300
-
-_loads = json.loads
-#: json's own scanner (the C one where built): ``(value, end)`` from index 0 of a str.
-_scan: Callable[[str, int], tuple[Any, int]] = (
-    # An attribute of every JSONDecoder (json/decoder.py) that typeshed does not declare.
-    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-)
 
 
 def _quote(text: str) -> str:
@@ -67,41 +60,12 @@ _NOT_JSON: Any = object()
 
 
 def _parse(body: bytes) -> Any:
-    """The decoded JSON value, or the sentinel ``_NOT_JSON``."""
+    """The decoded JSON value (UTF-8, -16 or -32, as ``json.loads`` reads bytes), or the
+    sentinel ``_NOT_JSON``."""
     try:
-        # Compact UTF-8 JSON, what Akool sends: one call of json's C scanner, without
-        # json.loads' encoding sniffing and whitespace handling in Python.
-        text = body.decode()
-        value, end = _scan(text, 0)
-        if end == len(text):
-            return value
-    except (ValueError, StopIteration, RecursionError):  # UnicodeDecodeError is a ValueError
-        pass
-    try:
-        # Whitespace around it, a BOM, UTF-16/32: json's own reading, which decides.
-        return _loads(body)
-    except (ValueError, RecursionError):
+        return json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return _NOT_JSON
-
-
-def success_data(status: int, body: bytes) -> dict[str, Any] | None:
-    """The ``data`` object of a plain success answer (2xx, ``code`` 1000, ``data`` an object
-    or absent), else None: then :func:`decode_response` tells what the answer is.
-
-    The fast path of every API call; :func:`decode_response` gives the same data for the
-    answers this accepts.
-    """
-    if 200 <= status < 300 and body:
-        parsed = _parse(body)
-        if type(parsed) is dict:
-            code = parsed.get("code")
-            if code == SUCCESS and type(code) is int:
-                data = parsed.get("data")
-                if type(data) is dict:
-                    return data
-                if data is None:
-                    return {}
-    return None
 
 
 def _envelope_code(parsed: Any) -> int | None:
