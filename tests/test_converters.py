@@ -1277,3 +1277,21 @@ def test_documented_create_answer_structures() -> None:
     task = structure_character_swap_task(dict(CS_CREATE_RESPONSE))
     assert task == structure(dict(CS_CREATE_RESPONSE), CharacterSwapTask)
     assert task.status is TaskStatus.QUEUEING
+
+
+def test_request_from_dict_refuses_a_lone_surrogate_from_json() -> None:
+    """A JSONL line with a "\\ud800" escape (valid JSON) is refused naming the field."""
+    line = (
+        '{"kind": "character_swap", "image": "https://a.example/i.png", '
+        '"video": "https://a.example/v\\ud800.mp4"}'
+    )
+    with pytest.raises(ValidationError) as info:
+        request_from_dict(json.loads(line))
+    assert info.value.field == "CharacterSwap.video"
+    assert "lone surrogate at index 19" in info.value.rule
+    faces = '{"kind": "head_swap", "video_url": "https://a.example/v.mp4", "faces": '
+    for tail in ('[{"obj_id": 1, "img_url": "https://f.example/\\udfff"}]}',
+                 '{"1": "https://f.example/\\udfff"}}'):
+        with pytest.raises(ValidationError) as info:
+            request_from_dict(json.loads(faces + tail))
+        assert info.value.field == "HeadSwap.faces[0].img_url"

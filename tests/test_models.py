@@ -560,3 +560,120 @@ def test_random_face_mapping_and_job_inputs_only_raise_validation_error(
     job_err = _outcome(lambda: Job(obj_id, key))  # type: ignore[arg-type]
     assert job_err is not None  # obj_id is never a request here
     assert job_err.field.startswith("Job.")
+
+
+# --------------------------------------------------------------------------- unencodable text
+
+#: A valid JSON string ("\ud800") that no UTF-8 body can carry.
+LONE = "\ud800"
+
+
+def _surrogate_cases() -> list[tuple[Any, dict[str, Any], str, int]]:
+    """(build, kwargs, expected field, surrogate index) for every string field of a request."""
+    cs: dict[str, Any] = {"image": IMG, "video": VID}
+    hs: dict[str, Any] = {"video_url": VID, "faces": {0: FACE}}
+    return [
+        (CharacterSwap, {**cs, "image": IMG + LONE}, "CharacterSwap.image", len(IMG)),
+        (CharacterSwap, {**cs, "video": VID + LONE}, "CharacterSwap.video", len(VID)),
+        (CharacterSwap, {**cs, "prompt": "ab" + LONE}, "CharacterSwap.prompt", 2),
+        (
+            CharacterSwap,
+            {**cs, "webhook_url": "https://hooks.example/" + LONE},
+            "CharacterSwap.webhook_url",
+            22,
+        ),
+        (CharacterSwap, {**cs, "resolution": "720p" + LONE}, "CharacterSwap.resolution", 4),
+        (CharacterSwap, {**cs, "mode": LONE + "animate"}, "CharacterSwap.mode", 0),
+        (HeadSwap, {**hs, "video_url": VID + LONE}, "HeadSwap.video_url", len(VID)),
+        (HeadSwap, {**hs, "faces": {0: FACE + LONE}}, "HeadSwap.faces[0].img_url", len(FACE)),
+        (HeadSwap, {**hs, "model_name": "akool" + LONE}, "HeadSwap.model_name", 5),
+        (HeadSwap, {**hs, "template_id": "t" + LONE}, "HeadSwap.template_id", 1),
+        (HeadSwap, {**hs, "resolution": LONE}, "HeadSwap.resolution", 0),
+        (
+            HeadSwap,
+            {**hs, "webhook_url": "https://hooks.example/h" + LONE},
+            "HeadSwap.webhook_url",
+            23,
+        ),
+        (FaceMapping, {"obj_id": 0, "img_url": FACE + LONE}, "FaceMapping.img_url", len(FACE)),
+        (Job, {"request": CharacterSwap(IMG, VID), "key": "order-" + LONE}, "Job.key", 6),
+    ]
+
+
+@pytest.mark.parametrize(("build", "kwargs", "field", "index"), _surrogate_cases())
+def test_lone_surrogate_in_any_string_field_is_a_validation_error(
+    build: Any, kwargs: dict[str, Any], field: str, index: int
+) -> None:
+    """A lone surrogate is refused at construction, naming the field and where it is."""
+    err = _error(build, **kwargs)
+    assert err.field == field
+    assert err.rule == f"must be valid Unicode text (lone surrogate at index {index})"
+
+
+def test_surrogate_pair_written_as_two_code_points_is_refused() -> None:
+    """Two surrogate code points in a str are not a character either: refused too."""
+    err = _error(CharacterSwap, IMG, VID, prompt="\ud83d\ude00")
+    assert err.rule.endswith("(lone surrogate at index 0)")
+    CharacterSwap(IMG, VID, prompt="\U0001f600")  # the real character is fine
+
+
+@pytest.mark.parametrize("field", ["image", "video", "webhook_url"])
+def test_nul_in_a_url_is_a_validation_error(field: str) -> None:
+    """A NUL character anywhere in a URL is refused, naming the field."""
+    kwargs: dict[str, Any] = {"image": IMG, "video": VID, field: "https://a.example/x\x00.mp4"}
+    err = _error(CharacterSwap, **kwargs)
+    assert err.field == f"CharacterSwap.{field}"
+    assert "control characters" in err.rule
+
+
+def test_nul_in_head_swap_urls_is_a_validation_error() -> None:
+    """NUL in the Head Swap video or a face URL is refused, naming the field."""
+    assert _error(HeadSwap, VID + "\x00", {0: FACE}).field == "HeadSwap.video_url"
+    assert _error(HeadSwap, VID, {0: FACE + "\x00"}).field == "HeadSwap.faces[0].img_url"
+
+
+def test_url_problem_names_the_surrogate() -> None:
+    """url_problem() (used by head_swap.analyze) reports a surrogate before any URL rule."""
+    assert url_problem("https://a.example/" + LONE) == (
+        "must be valid Unicode text (lone surrogate at index 18)"
+    )
+
+
+#: Text that mixes ordinary characters with surrogate code points.
+_mixed_text = st.text(
+    st.characters(codec=None) | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+    max_size=12,
+)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@settings(max_examples=300)
+@given(prompt=_mixed_text, key=_mixed_text)
+def test_hypothesis_text_fields_build_exactly_when_encodable(prompt: str, key: str) -> None:
+    """A prompt and a job key are accepted exactly when they encode as UTF-8."""
+
+    def build() -> Job:
+        return Job(CharacterSwap(IMG, VID, prompt=prompt), key=key or None)
+
+    if _encodable(prompt) and _encodable(key):
+        job = build()
+        assert job.request.prompt == prompt
+    else:
+        with pytest.raises(ValidationError, match="lone surrogate at index"):
+            build()
+
+
+@settings(max_examples=300)
+@given(path=_mixed_text)
+def test_hypothesis_url_with_a_surrogate_is_refused_for_it(path: str) -> None:
+    """A URL is refused for a surrogate exactly when its text does not encode as UTF-8."""
+    problem = url_problem("https://a.example/" + path)
+    refused_for_surrogate = problem is not None and "lone surrogate" in problem
+    assert refused_for_surrogate is not _encodable(path)
