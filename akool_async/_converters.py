@@ -293,16 +293,16 @@ def _register_structure(cls: type) -> None:
     converter.register_structure_hook(cls, make_dict_structure_fn(cls, converter, **overrides))
 
 
-_MODELS = (
+for _model in (
+    DetectedPerson,
     VideoInfo,
     CharacterSwapTask,
     CharacterSwapResult,
     HeadSwapAnalysis,
     HeadSwapTask,
     HeadSwapResult,
-)
-for _cls in (DetectedPerson, *_MODELS):
-    _register_structure(_cls)
+):
+    _register_structure(_model)
 
 # --------------------------------------------------------------------------- structuring results
 

@@ -136,57 +136,80 @@ def decode_response(
     whose token is not wrapped). ``now_wall`` (Unix seconds) resolves HTTP-date Retry-After.
     """
     parsed = _parse(body) if body else _NOT_JSON
-    if 200 <= status < 300:
-        if type(parsed) is not dict:
-            kind = "not JSON" if parsed is _NOT_JSON else f"JSON {type(parsed).__name__}"
-            raise ResponseError(
-                f"expected a JSON object from Akool, got {kind} ({_body_hint(body)})",
-                method=method,
-                path=path,
-                http_status=status,
-                task_id=task_id,
-            )
-        code = parsed.get("code")
-        if code == SUCCESS and type(code) is int:
-            if whole_body:
-                return parsed
-            data = parsed.get("data")
-            if data is None:
-                return {}
-            if type(data) is dict:
-                return data
-            raise ResponseError(
-                f"expected 'data' to be an object, got {type(data).__name__}",
-                method=method,
-                path=path,
-                http_status=status,
-                code=SUCCESS,
-                task_id=task_id,
-            )
-        envelope_code = _envelope_code(parsed)
-        msg = _envelope_msg(parsed)
-        if envelope_code is None:
-            raise ResponseError(
-                f"the answer has no integer 'code' (got {code!r:.40})",
-                method=method,
-                path=path,
-                http_status=status,
-                msg=msg,
-                task_id=task_id,
-            )
-        raise _code_error(
-            envelope_code,
-            msg,
-            default=None,
-            status=status,
-            headers=headers,
+    if not 200 <= status < 300:
+        return _http_error(
+            status,
+            headers,
+            body,
+            parsed,
             method=method,
             path=path,
             task_id=task_id,
             now_wall=now_wall,
         )
-    return _http_error(
-        status, headers, body, parsed, method=method, path=path, task_id=task_id, now_wall=now_wall
+    if type(parsed) is not dict:
+        kind = "not JSON" if parsed is _NOT_JSON else f"JSON {type(parsed).__name__}"
+        raise ResponseError(
+            f"expected a JSON object from Akool, got {kind} ({_body_hint(body)})",
+            method=method,
+            path=path,
+            http_status=status,
+            task_id=task_id,
+        )
+    code = parsed.get("code")
+    if code != SUCCESS or type(code) is not int:
+        raise _envelope_error(
+            parsed, status, headers, method=method, path=path, task_id=task_id, now_wall=now_wall
+        )
+    if whole_body:
+        return parsed
+    data = parsed.get("data")
+    if data is None:
+        return {}
+    if type(data) is dict:
+        return data
+    raise ResponseError(
+        f"expected 'data' to be an object, got {type(data).__name__}",
+        method=method,
+        path=path,
+        http_status=status,
+        code=SUCCESS,
+        task_id=task_id,
+    )
+
+
+def _envelope_error(
+    parsed: dict[str, Any],
+    status: int,
+    headers: Mapping[str, str],
+    *,
+    method: str,
+    path: str,
+    task_id: str | None,
+    now_wall: float,
+) -> APIError:
+    """The error for a 2xx JSON object that is not a success envelope."""
+    envelope_code = _envelope_code(parsed)
+    msg = _envelope_msg(parsed)
+    if envelope_code is None:
+        return ResponseError(
+            f"the answer has no integer 'code' (got {parsed.get('code')!r:.40})",
+            method=method,
+            path=path,
+            http_status=status,
+            msg=msg,
+            task_id=task_id,
+        )
+    return _code_error(
+        envelope_code,
+        msg,
+        default=None,
+        status=status,
+        headers=headers,
+        method=method,
+        path=path,
+        task_id=task_id,
+        now_wall=now_wall,
     )
 
 
