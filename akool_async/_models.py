@@ -3,6 +3,8 @@
 Requests (:class:`CharacterSwap`, :class:`HeadSwap`, :class:`FaceMapping`, :class:`Job`) are
 validated when constructed: every rule is checked and one :class:`ValidationError` lists all
 the problems, each naming its field (``"CharacterSwap.duration"``) and the rule in words.
+Every string must be valid Unicode text (no lone surrogate such as ``"\\ud800"``, which JSON
+allows but UTF-8 cannot carry), so a request that builds can always be sent.
 Nothing here knows a wire name; ``_converters.py`` owns ``_id``, ``webhookurl`` and friends.
 
 Results carry Python names only. Every result has ``id``, ``status`` (:class:`TaskStatus`),

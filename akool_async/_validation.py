@@ -45,7 +45,7 @@ _BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
 
 #: A UTF-16 surrogate code point: valid in a Python str (and in JSON as ``"\ud800"``) but
 #: not encodable as UTF-8, so a request holding one could never be sent.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def text_problem(value: str) -> str | None:
