@@ -1191,8 +1191,16 @@ _USUAL_POLL_ANSWERS = st.fixed_dictionaries(
         | st.none(),
         "deduction_credit": st.integers() | st.none(),
         **dict.fromkeys(
-            ["resolution", "image_url", "video_url", "video", "faceswap_fail_reason",
-             "webhookUrl", "file_name", "prompt"],
+            [
+                "resolution",
+                "image_url",
+                "video_url",
+                "video",
+                "faceswap_fail_reason",
+                "webhookUrl",
+                "file_name",
+                "prompt",
+            ],
             _USUAL_TEXT,
         ),
     },
@@ -1234,8 +1242,16 @@ _CREATE_ANSWERS = st.fixed_dictionaries(
         "video_duration": st.floats() | st.integers(-(2**60), 2**60) | _ANY_VALUE,
         "deduction_credit": st.integers() | st.just(20.0) | _ANY_VALUE,
         **dict.fromkeys(
-            ["resolution", "mode", "model_name", "file_name", "image_url", "video_url",
-             "prompt", "webhookUrl"],
+            [
+                "resolution",
+                "mode",
+                "model_name",
+                "file_name",
+                "image_url",
+                "video_url",
+                "prompt",
+                "webhookUrl",
+            ],
             _TEXT,
         ),
         "extra": _ANY_VALUE,
@@ -1250,8 +1266,16 @@ _USUAL_CREATE_ANSWERS = st.fixed_dictionaries(
         | st.none(),
         "deduction_credit": st.integers() | st.none(),
         **dict.fromkeys(
-            ["resolution", "mode", "model_name", "file_name", "image_url", "video_url",
-             "prompt", "webhookUrl"],
+            [
+                "resolution",
+                "mode",
+                "model_name",
+                "file_name",
+                "image_url",
+                "video_url",
+                "prompt",
+                "webhookUrl",
+            ],
             _USUAL_TEXT,
         ),
     },
@@ -1290,8 +1314,10 @@ def test_request_from_dict_refuses_a_lone_surrogate_from_json() -> None:
     assert info.value.field == "CharacterSwap.video"
     assert "lone surrogate at index 19" in info.value.rule
     faces = '{"kind": "head_swap", "video_url": "https://a.example/v.mp4", "faces": '
-    for tail in ('[{"obj_id": 1, "img_url": "https://f.example/\\udfff"}]}',
-                 '{"1": "https://f.example/\\udfff"}}'):
+    for tail in (
+        '[{"obj_id": 1, "img_url": "https://f.example/\\udfff"}]}',
+        '{"1": "https://f.example/\\udfff"}}',
+    ):
         with pytest.raises(ValidationError) as info:
             request_from_dict(json.loads(faces + tail))
         assert info.value.field == "HeadSwap.faces[0].img_url"
