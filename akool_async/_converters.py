@@ -61,6 +61,7 @@ from ._request_codec import (
     request_kind,
     request_to_dict,
 )
+from ._validation import show_value
 
 __all__ = [
     "CHARACTER_SWAP_CREDITS_PER_BLOCK",
@@ -105,39 +106,30 @@ class _WireValueError(ValueError):
     """A documented field had a value of the wrong type; the message says what was expected."""
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, int) and value.bit_length() > 128:
-        return f"an integer of {value.bit_length()} bits"  # repr() may raise on huge ints
-    if not isinstance(value, (str, int, float, type(None))):
-        return f"a value of type {type(value).__name__}"
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:60]}... ({type(value).__name__})"
-
-
 def _structure_str(value: object, _: type) -> str:
     if not isinstance(value, str):
-        raise _WireValueError(f"expected a string, got {_describe(value)}")
+        raise _WireValueError(f"expected a string, got {show_value(value)}")
     return value
 
 
 def _number(value: object) -> float:
     """A JSON number (or a numeric string, leniently); bools and non-finite values refused."""
     if isinstance(value, bool):
-        raise _WireValueError(f"expected a number, got {_describe(value)}")
+        raise _WireValueError(f"expected a number, got {show_value(value)}")
     if isinstance(value, (int, float)):
         try:
             result = float(value)
         except OverflowError:  # an int beyond float range
-            raise _WireValueError(f"expected a finite number, got {_describe(value)}") from None
+            raise _WireValueError(f"expected a finite number, got {show_value(value)}") from None
     elif isinstance(value, str):
         try:
             result = float(value.strip())
         except ValueError:
-            raise _WireValueError(f"expected a number, got {_describe(value)}") from None
+            raise _WireValueError(f"expected a number, got {show_value(value)}") from None
     else:
-        raise _WireValueError(f"expected a number, got {_describe(value)}")
+        raise _WireValueError(f"expected a number, got {show_value(value)}")
     if not math.isfinite(result):
-        raise _WireValueError(f"expected a finite number, got {_describe(value)}")
+        raise _WireValueError(f"expected a finite number, got {show_value(value)}")
     return result
 
 
@@ -150,7 +142,7 @@ def _structure_int(value: object, _: type) -> int:
         return value
     number = _number(value)
     if not number.is_integer():
-        raise _WireValueError(f"expected an integer, got {_describe(value)}")
+        raise _WireValueError(f"expected an integer, got {show_value(value)}")
     return int(number)
 
 
@@ -161,7 +153,7 @@ def _structure_ms_timestamp(value: object, _: type) -> datetime:
         return _EPOCH + timedelta(milliseconds=_number(value))
     except OverflowError:
         raise _WireValueError(
-            f"expected epoch milliseconds, got {_describe(value)} (out of range)"
+            f"expected epoch milliseconds, got {show_value(value)} (out of range)"
         ) from None
 
 
@@ -176,7 +168,7 @@ def _structure_status(value: object, _: type) -> TaskStatus:
         return TaskStatus(_structure_int(value, int))
     except ValueError:
         raise UnknownStatusError(
-            f"unknown task status {_describe(value)} (known: {_KNOWN_STATUSES}); "
+            f"unknown task status {show_value(value)} (known: {_KNOWN_STATUSES}); "
             "the API may have added a state this version of akool-async does not understand"
         ) from None
 
@@ -215,7 +207,7 @@ def _people(value: object, _: type) -> tuple[DetectedPerson, ...]:
     if value is None:
         return ()
     if not isinstance(value, (list, tuple)):
-        raise _WireValueError(f"expected a list of objects, got {_describe(value)}")
+        raise _WireValueError(f"expected a list of objects, got {show_value(value)}")
     people: tuple[DetectedPerson, ...] = converter.structure(value, tuple[DetectedPerson, ...])
     return people
 
@@ -224,7 +216,7 @@ def _video_info(value: object, _: type) -> VideoInfo | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise _WireValueError(f"expected an object, got {_describe(value)}")
+        raise _WireValueError(f"expected an object, got {show_value(value)}")
     info: VideoInfo = converter.structure(value, VideoInfo)
     return info
 
@@ -356,7 +348,7 @@ def _check_data(data: object, cls: type[Any]) -> str:
     task_id = data.get("_id")
     if not isinstance(task_id, str) or not task_id:
         raise ResponseError(
-            f"{cls.__name__} response data has no usable _id (got {_describe(task_id)})"
+            f"{cls.__name__} response data has no usable _id (got {show_value(task_id)})"
         )
     return task_id
 
@@ -460,7 +452,7 @@ def result_from_raw(kind: str, raw: object) -> AnyResult:
     if cls is None:
         raise ValidationError(
             "result_from_raw.kind",
-            f"must be one of {sorted(_RESULT_KINDS)} (got {_describe(kind)})",
+            f"must be one of {sorted(_RESULT_KINDS)} (got {show_value(kind)})",
         )
     result: AnyResult = _structure_result(raw, cls)
     return result
