@@ -36,7 +36,7 @@ Every exception the SDK raises on purpose derives from :class:`AkoolError`::
     │   ├── JournalFormatError ............... not a journal, or a newer schema
     │   ├── JournalConflictError (+ ValueError)  a key came back with another request
     │   ├── JournalStateError (+ RuntimeError)  a bug: illegal transition, closed journal
-    │   ├── JournalLockedError ............... another process holds the journal
+    │   ├── JournalLockedError ............... another process (or opener) holds the journal
     │   └── JournalBindingError .............. made for another account or base URL
     └── WebhookVerificationError .............. a webhook body was rejected (has .stage)
 
@@ -51,6 +51,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeAlias
+
+import attrs
 
 __all__ = [
     "CODE_TO_ERROR",
@@ -67,11 +69,11 @@ __all__ = [
     "HTTPStatusError",
     "InsufficientCreditError",
     "InvalidParameterError",
-    "JournalBinding",
     "JournalBindingError",
     "JournalConflictError",
     "JournalError",
     "JournalFormatError",
+    "JournalHolder",
     "JournalLockedError",
     "JournalStateError",
     "NotFoundError",
@@ -408,37 +410,45 @@ class JournalStateError(JournalError, RuntimeError):
         self.target = target
 
 
-class JournalLockedError(JournalError):
-    """Another process holds this journal; nothing was sent.
+@attrs.frozen
+class JournalHolder:
+    """Who holds a journal: host name, process id and since when (ISO 8601, UTC)."""
 
-    ``path`` is the journal file, ``holder`` describes the owner in words (for example
-    ``"host 'x' pid 123 since 2026-12-04T10:00:00Z"``). Wait for that run to end, or stop it.
+    host: str
+    pid: int
+    since: str
+
+    def __str__(self) -> str:
+        return f"host {self.host!r} pid {self.pid} since {self.since}"
+
+
+class JournalLockedError(JournalError):
+    """The journal is held by another process (or another open journal in this one).
+
+    ``holder`` is a :class:`JournalHolder`, or None when the holder could not be read
+    (it was still writing its name). Nothing was read or written by the refused opener.
     """
 
-    def __init__(self, path: str, holder: str) -> None:
-        super().__init__(f"another process holds the journal {path!r}: {holder}")
-        self.path = path  # the journal file (no HTTP exchange is involved here)
+    def __init__(self, path: str, holder: JournalHolder | None) -> None:
+        who = f"by {holder}" if holder is not None else "by another process"
+        super().__init__(f"journal {path} is in use {who}; wait for it to finish or stop it")
+        self.path = path  # the journal's path (no HTTP request is involved)
         self.holder = holder
 
 
-#: Which binding of a journal did not match: the account or the API base URL.
-JournalBinding: TypeAlias = Literal["account", "base_url"]
-
-
 class JournalBindingError(JournalError):
-    """The journal was made for another account or base URL; nothing was sent.
+    """The journal was made for another account or base URL; ``field`` says which.
 
-    ``path`` is the journal file, ``field`` is ``"account"`` or ``"base_url"``. The message
-    names the field only: never a credential, nor the digest that stands for it.
+    ``field`` is ``"account"`` or ``"base_url"``. The account digest is never printed.
     """
 
-    def __init__(self, path: str, field: JournalBinding) -> None:
-        what = "account (another API key or client id)" if field == "account" else "base URL"
-        super().__init__(
-            f"the journal {path!r} was made for another {what} (field {field!r}); "
-            "use a new journal, or the account and base URL it was made with"
-        )
-        self.path = path  # the journal file (no HTTP exchange is involved here)
+    def __init__(self, path: str, field: str, *, stored: str, given: str) -> None:
+        if field == "account":
+            what, this = "another account", "this account"
+        else:
+            what, this = f"base URL {stored}, not {given}", "this base URL"
+        super().__init__(f"journal {path} was made for {what}; use a new journal for {this}")
+        self.path = path  # the journal's path (no HTTP request is involved)
         self.field = field
 
 

@@ -1,7 +1,9 @@
 """Akool webhook cryptography: the signature and the AES-CBC envelope.
 
-Private helpers behind :mod:`akool_async.webhooks` (reading side) and usable by the
-simulator (sending side, :func:`seal`). The contract is ``akool-api.md`` §5.4-5.5:
+The one implementation behind :mod:`akool_async.webhooks` (the receiving side) and the
+simulator in :mod:`akool_async.testing` (the sending side, :func:`seal`); pinned by vectors
+made with Node's crypto (``tests/data/webhook_vectors.json``). The contract is
+``akool-api.md`` §5.4-5.5:
 
 - ``signature = sha1_hex("".join(sorted([client_id, str(timestamp), str(nonce),
   dataEncrypt])))`` -- plain string sort, no separator, UTF-8, lowercase hex. There is no
@@ -17,8 +19,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -27,8 +27,10 @@ __all__ = [
     "INSTALL_HINT",
     "aes_key",
     "cbc_iv",
+    "credentials",
     "decrypt",
     "encrypt",
+    "encrypt_data",
     "require_cryptography",
     "seal",
     "signature",
@@ -74,6 +76,17 @@ def cbc_iv(client_id: str) -> bytes:
     happens in practice.
     """
     return _utf8(client_id)[:AES_BLOCK_SIZE].ljust(AES_BLOCK_SIZE, b"\0")
+
+
+def credentials(client_id: str, client_secret: str) -> tuple[bytes, bytes]:
+    """(AES key, IV) of a receiver's credentials, or ValueError/ImportError free of secrets."""
+    if not isinstance(client_id, str) or not client_id:
+        raise ValueError("client_id must be a non-empty string")
+    if not isinstance(client_secret, str):
+        raise ValueError("client_secret must be a string")  # noqa: TRY004 - reported as a value error
+    key = aes_key(client_secret)
+    require_cryptography()
+    return key, cbc_iv(client_id)
 
 
 def require_cryptography() -> None:
@@ -128,23 +141,28 @@ def encrypt(plaintext: bytes, key: bytes, iv: bytes) -> bytes:
     return encryptor.update(padded) + encryptor.finalize()
 
 
+def encrypt_data(plaintext: str | bytes, *, client_id: str, client_secret: str) -> str:
+    """The ``dataEncrypt`` text: Base64 of :func:`encrypt` with the key and IV of these
+    credentials (ValueError for a ``client_secret`` that is not 16, 24 or 32 bytes)."""
+    data = _utf8(plaintext) if isinstance(plaintext, str) else plaintext
+    ciphertext = encrypt(data, aes_key(client_secret), cbc_iv(client_id))
+    return base64.b64encode(ciphertext).decode("ascii")
+
+
 def seal(
-    data: Mapping[str, Any],
+    plaintext: str | bytes,
     *,
     client_id: str,
     client_secret: str,
     timestamp_ms: int,
     nonce: str | int,
 ) -> dict[str, Any]:
-    """Build the outer webhook payload Akool would POST for the decrypted ``data``.
+    """The outer webhook payload Akool would POST for the decrypted JSON ``plaintext``.
 
-    For the simulator and for tests of user code: ``json.dumps(seal(...))`` is a body that
-    :func:`akool_async.webhooks.verify_and_decrypt` accepts with the same credentials.
+    ``json.dumps(seal(...))`` is a body that :func:`akool_async.webhooks.verify_and_decrypt`
+    accepts with the same credentials; ``timestamp`` and ``nonce`` keep their JSON types.
     """
-    plaintext = json.dumps(dict(data), separators=(",", ":")).encode()
-    data_encrypt = base64.b64encode(
-        encrypt(plaintext, aes_key(client_secret), cbc_iv(client_id))
-    ).decode("ascii")
+    data_encrypt = encrypt_data(plaintext, client_id=client_id, client_secret=client_secret)
     return {
         "signature": signature(client_id, str(timestamp_ms), str(nonce), data_encrypt),
         "dataEncrypt": data_encrypt,

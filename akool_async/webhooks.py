@@ -70,7 +70,8 @@ Choices where the API document is ambiguous
 - A ``client_id`` shorter than 16 bytes is zero-padded to form the IV (Akool's Python sample
   and crypto-js); the official demo pads with spaces. Irrelevant for real 22-24 char ids.
 - ``nonce`` may be a string or an integer (both appear in Akool's samples); ``timestamp`` may
-  be an integer or a string of digits. Floats and booleans are rejected.
+  be a non-negative integer or a string of digits, at most 16 digits (epoch milliseconds).
+  Floats, booleans and longer numbers are rejected (400), never a crash.
 - ``status`` outside 1-4 is rejected (:class:`WebhookVerificationError`, stage ``"event"``)
   rather than guessed at; the job then still completes by polling. ``output_url`` is the
   decrypted ``url`` (``None`` if absent or empty); no failure reason is documented.
@@ -84,13 +85,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import collections
 import datetime as _dt
 import hmac
 import itertools
 import json
 import logging
-import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
@@ -98,9 +97,12 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import attrs
 
 from . import _webhook_crypto as _crypto
+from . import _webhook_fields as fields
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError, WebhookStage, WebhookVerificationError
 from ._models import TaskStatus
+from ._webhook_health import DeliveryTally, WebhookStats
+from ._webhook_memory import DeliveryMemory
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -113,6 +115,7 @@ __all__ = [
     "WebhookEvent",
     "WebhookReceiver",
     "WebhookResponse",
+    "WebhookStats",
     "WebhookVerificationError",
     "make_aiohttp_app",
     "verify_and_decrypt",
@@ -187,63 +190,16 @@ def _load_outer(body: Body) -> Mapping[str, Any]:
     if len(body) > MAX_BODY_BYTES:
         raise _fail(f"body is larger than {MAX_BODY_BYTES} bytes", "payload")
     try:
-        outer = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise _fail(f"body is not valid JSON: {type(exc).__name__}", "payload") from None
-    if not isinstance(outer, dict):
-        raise _fail(f"body must be a JSON object, not {type(outer).__name__}", "payload")
-    return outer
-
-
-def _require_str(outer: Mapping[str, Any], name: str) -> str:
-    if name not in outer:
-        raise _fail(f"missing field {name!r}", "payload")
-    value = outer[name]
-    if not isinstance(value, str) or not value:
-        raise _fail(f"field {name!r} must be a non-empty string", "payload")
-    return value
-
-
-def _timestamp_text(value: object) -> tuple[str, int]:
-    # bool is an int subclass; a JSON true is not a timestamp.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value), value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return value, int(value)
-    raise _fail("field 'timestamp' must be an integer (epoch milliseconds)", "payload")
-
-
-def _nonce_text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise _fail("field 'nonce' must be a string or an integer", "payload")
-
-
-def _now_seconds(now: float | _dt.datetime | None) -> float:
-    if now is None:
-        return SYSTEM_CLOCK.wall()
-    if isinstance(now, _dt.datetime):
-        if now.tzinfo is None:
-            raise ConfigurationError("now must be an aware datetime (or epoch seconds)")
-        return now.timestamp()
-    return float(now)
-
-
-def _check_max_age(max_age: float | None) -> None:
-    if max_age is not None and not (max_age >= 0 and math.isfinite(max_age)):
-        raise ConfigurationError(f"max_age must be a finite number >= 0 or None, got {max_age!r}")
+        return fields.load_object(body, "body")
+    except ValueError as exc:
+        raise _fail(str(exc), "payload") from None
 
 
 def _parse_status(value: object, task_id: str) -> TaskStatus:
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit():
-        number = int(value)
-    if number is None:
-        raise _fail("decrypted 'status' is not an integer", "event", task_id)
+    try:
+        number = fields.status_number(value)
+    except ValueError as exc:
+        raise _fail(str(exc), "event", task_id) from None
     try:
         return TaskStatus(number)
     except ValueError:
@@ -287,14 +243,13 @@ def _verify(
     now: float,
 ) -> WebhookEvent:
     outer = _load_outer(body)
-    signature = _require_str(outer, "signature")
-    data_encrypt = _require_str(outer, "dataEncrypt")
-    if "timestamp" not in outer:
-        raise _fail("missing field 'timestamp'", "payload")
-    if "nonce" not in outer:
-        raise _fail("missing field 'nonce'", "payload")
-    timestamp_str, timestamp_ms = _timestamp_text(outer["timestamp"])
-    nonce = _nonce_text(outer["nonce"])
+    try:
+        signature = fields.require_str(outer, "signature")
+        data_encrypt = fields.require_str(outer, "dataEncrypt")
+        timestamp_str, timestamp_ms = fields.timestamp_ms(outer)
+        nonce = fields.nonce_text(outer)
+    except ValueError as exc:
+        raise _fail(str(exc), "payload") from None
 
     if max_age is not None:
         skew = now - timestamp_ms / 1000
@@ -342,17 +297,6 @@ def _verify(
     return _build_event(data, timestamp_ms=timestamp_ms, nonce=nonce, signature=signature)
 
 
-def _credentials(client_id: str, client_secret: str) -> tuple[bytes, bytes]:
-    """Key and IV, or ValueError/ImportError with a message free of secrets."""
-    if not isinstance(client_id, str) or not client_id:
-        raise ValueError("client_id must be a non-empty string")
-    if not isinstance(client_secret, str):
-        raise ValueError("client_secret must be a string")  # noqa: TRY004 - reported as a value error
-    key = _crypto.aes_key(client_secret)
-    _crypto.require_cryptography()
-    return key, _crypto.cbc_iv(client_id)
-
-
 def verify_and_decrypt(
     body: Body,
     *,
@@ -374,10 +318,10 @@ def verify_and_decrypt(
     :class:`~akool_async.ConfigurationError`; a missing ``cryptography`` package raises
     :class:`ImportError` naming ``pip install 'akool-async[webhooks]'``.
     """
-    _check_max_age(max_age)
-    reference = _now_seconds(now)
+    fields.check_max_age(max_age)
+    reference = fields.now_seconds(now)
     try:
-        key, iv = _credentials(client_id, client_secret)
+        key, iv = _crypto.credentials(client_id, client_secret)
     except ValueError as exc:
         raise _fail(str(exc), "config") from None
     return _verify(body, client_id=client_id, key=key, iv=iv, max_age=max_age, now=reference)
@@ -412,25 +356,6 @@ def _json_body(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-class _BoundedSet:
-    """Insertion-ordered set that forgets its oldest members beyond ``size``."""
-
-    __slots__ = ("_items", "_size")
-
-    def __init__(self, size: int) -> None:
-        self._items: collections.OrderedDict[object, None] = collections.OrderedDict()
-        self._size = size
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._items
-
-    def add(self, item: object) -> None:
-        self._items[item] = None
-        self._items.move_to_end(item)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-
 class WebhookReceiver:
     """Framework-neutral webhook endpoint: verify, deduplicate, dispatch, answer.
 
@@ -454,7 +379,10 @@ class WebhookReceiver:
       Akool's retry dispatches it again. Listeners must therefore tolerate repeats.
 
     ``handle`` does not await between verification and dispatch, so concurrent deliveries
-    of the same event on one event loop are dispatched at most once.
+    of the same event on one event loop are dispatched at most once. It never raises for a
+    bad body. :attr:`stats` counts deliveries by outcome; the first signature mismatch (a
+    wrong client id) and the first undecryptable payload (a wrong client secret) are each
+    logged once at WARNING with that likely cause, repeats at DEBUG.
     """
 
     def __init__(
@@ -466,48 +394,48 @@ class WebhookReceiver:
         dedupe_size: int = DEFAULT_DEDUPE_SIZE,
         clock: Clock | None = None,
     ) -> None:
-        _check_max_age(max_age)
+        fields.check_max_age(max_age)
         if isinstance(dedupe_size, bool) or not isinstance(dedupe_size, int) or dedupe_size < 1:
             raise ConfigurationError(f"dedupe_size must be an integer >= 1, got {dedupe_size!r}")
         try:
-            self._key, self._iv = _credentials(client_id, client_secret)
+            self._key, self._iv = _crypto.credentials(client_id, client_secret)
         except ValueError as exc:
             raise ConfigurationError(f"WebhookReceiver: {exc}") from None
         self._client_id = client_id
         self._max_age = max_age
         self._dedupe_size = dedupe_size
         self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK
-        self._seen_signatures = _BoundedSet(dedupe_size)
-        self._seen_transitions = _BoundedSet(dedupe_size)
-        self._recent: collections.OrderedDict[str, WebhookEvent] = collections.OrderedDict()
+        self._memory = DeliveryMemory(dedupe_size)
         self._listeners: dict[int, Callable[[WebhookEvent], object]] = {}
         self._tokens = itertools.count()
-        self._accepted = 0
-        self._duplicates = 0
-        self._rejected = 0
-        self._listener_errors = 0
+        self._tally = DeliveryTally()
 
     # -- counters ---------------------------------------------------------------------
 
     @property
     def accepted(self) -> int:
         """New events verified and dispatched to every listener."""
-        return self._accepted
+        return self._tally.accepted
 
     @property
     def duplicates(self) -> int:
         """Verified repeats of an earlier event, answered 200 and not dispatched."""
-        return self._duplicates
+        return self._tally.duplicates
 
     @property
     def rejected(self) -> int:
         """Bodies that failed verification (answered 400 or 413)."""
-        return self._rejected
+        return self._tally.rejected
 
     @property
     def listener_errors(self) -> int:
         """Deliveries answered 500 because a listener raised."""
-        return self._listener_errors
+        return self._tally.listener_errors
+
+    @property
+    def stats(self) -> WebhookStats:
+        """Deliveries so far by outcome, rejections by likely cause (a frozen snapshot)."""
+        return self._tally.snapshot()
 
     @property
     def max_age(self) -> float | None:
@@ -518,8 +446,8 @@ class WebhookReceiver:
         # client_id is the only signing key and client_secret the AES key: show neither.
         return (
             f"WebhookReceiver(max_age={self._max_age!r}, dedupe_size={self._dedupe_size}, "
-            f"accepted={self._accepted}, duplicates={self._duplicates}, "
-            f"rejected={self._rejected}, listener_errors={self._listener_errors})"
+            f"accepted={self.accepted}, duplicates={self.duplicates}, "
+            f"rejected={self.rejected}, listener_errors={self.listener_errors})"
         )
 
     # -- listeners and the recent-events buffer ---------------------------------------
@@ -546,18 +474,7 @@ class WebhookReceiver:
         Lets a batch that starts watching an id after its webhook arrived (webhooks can
         beat the create response) still see it. Holds the last ``dedupe_size`` task ids.
         """
-        return self._recent.get(task_id)
-
-    def _remember(self, event: WebhookEvent) -> None:
-        self._seen_signatures.add(event.signature)
-        self._seen_transitions.add((event.id, event.status))
-        previous = self._recent.get(event.id)
-        # An out-of-order non-terminal event must not hide a terminal one.
-        if previous is None or not previous.is_terminal or event.is_terminal:
-            self._recent[event.id] = event
-        self._recent.move_to_end(event.id)
-        while len(self._recent) > self._dedupe_size:
-            self._recent.popitem(last=False)
+        return self._memory.recent(task_id)
 
     # -- handling ---------------------------------------------------------------------
 
@@ -576,14 +493,8 @@ class WebhookReceiver:
         )
 
     def _reject(self, error: WebhookVerificationError, status: int = 400) -> WebhookResponse:
-        self._rejected += 1
-        if error.stage in ("decrypt", "event"):
-            # Authentic signature but unusable content: most likely a wrong client_secret.
-            logger.warning("Akool webhook rejected: %s", error.message)
-            reason = _OPAQUE_REASON
-        else:
-            logger.info("Akool webhook rejected: %s", error.message)
-            reason = error.message
+        self._tally.reject(error.stage, error.message)
+        reason = _OPAQUE_REASON if error.stage in ("decrypt", "event") else error.message
         return WebhookResponse(
             status=status, body=_json_body({"ok": False, "error": reason}), error=error
         )
@@ -602,10 +513,8 @@ class WebhookReceiver:
         except WebhookVerificationError as exc:
             return self._reject(exc)
         # No await from here on: check-and-remember is atomic on the event loop.
-        if event.signature in self._seen_signatures or (
-            (event.id, event.status) in self._seen_transitions
-        ):
-            self._duplicates += 1
+        if self._memory.is_repeat(event):
+            self._tally.duplicates += 1
             return WebhookResponse(
                 status=200,
                 body=_json_body({"ok": True, "duplicate": True}),
@@ -614,14 +523,14 @@ class WebhookReceiver:
             )
         failures = [cb for cb in list(self._listeners.values()) if not _call(cb, event)]
         if failures:
-            self._listener_errors += 1
+            self._tally.listener_errors += 1
             return WebhookResponse(
                 status=500,
                 body=_json_body({"ok": False, "error": "event could not be dispatched"}),
                 event=event,
             )
-        self._remember(event)
-        self._accepted += 1
+        self._memory.remember(event)
+        self._tally.accepted += 1
         return WebhookResponse(
             status=200, body=_json_body({"ok": True, "duplicate": False}), event=event
         )
@@ -633,7 +542,7 @@ class WebhookReceiver:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            self._rejected += 1
+            self._tally.reject("payload", f"body is larger than {MAX_BODY_BYTES} bytes")
             raise
         answer = await self.handle(body)
         return web.Response(

@@ -1,12 +1,86 @@
-"""Shared test configuration: anyio on asyncio in debug mode."""
+"""Shared test configuration: anyio on asyncio in debug mode, the simulator, one fake clock."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Protocol
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from akool_async.testing import AkoolSimulator
+
+#: The wall time a ManualClock starts at (a fixed instant, so stored timestamps are stable).
+START_WALL = 1_700_000_000.0
+
+
+class _Timeline(Protocol):
+    def now(self) -> float: ...
+    def advance(self, seconds: float) -> None: ...
+
+
+class ManualClock:
+    """The one fake clock of the test suite: time moves only when someone sleeps.
+
+    - ``ManualClock()``: its own logical time from 0.
+    - ``ManualClock(sim)``: the simulator's manual clock, so sleeping advances the server too.
+    - ``settle=True``: a sleep first waits until every other task is blocked, so work already
+      due runs at the instant it was due (schedulers, batches).
+    - ``wall_step``: seconds ``wall()`` advances per read (distinct stored timestamps).
+    - ``frozen=True``: sleeping does not move time (receivers that only read the wall clock).
+    Every sleep is recorded in ``sleeps``.
+    """
+
+    def __init__(
+        self,
+        sim: _Timeline | None = None,
+        *,
+        settle: bool = False,
+        start_wall: float = START_WALL,
+        wall_step: float = 0.0,
+        frozen: bool = False,
+    ) -> None:
+        self.sim = sim
+        self.settle = settle
+        self.start_wall = start_wall
+        self.wall_step = wall_step
+        self.frozen = frozen
+        self._now = 0.0
+        self._wall_reads = 0
+        self.sleeps: list[float] = []
+
+    @property
+    def now(self) -> float:
+        """Logical seconds since the clock started."""
+        return self.sim.now() if self.sim is not None else self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` without sleeping."""
+        if self.sim is not None:
+            self.sim.advance(seconds)
+        else:
+            self._now += seconds
+
+    @property
+    def slept(self) -> float:
+        """Total seconds slept."""
+        return sum(max(0.0, s) for s in self.sleeps)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        self._wall_reads += 1
+        return self.start_wall + self.now + self.wall_step * self._wall_reads
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.settle:
+            await anyio.wait_all_tasks_blocked()
+        if not self.frozen:
+            self.advance(max(0.0, seconds))
+        await anyio.lowlevel.checkpoint()
 
 
 @pytest.fixture
@@ -20,3 +94,15 @@ async def simulator() -> AsyncIterator[AkoolSimulator]:
     """An Akool simulator on 127.0.0.1 with a manual clock (time moves only via advance())."""
     async with AkoolSimulator(manual_clock=True) as sim:
         yield sim
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A logical clock of its own: sleeping returns at once and moves time."""
+    return ManualClock()
+
+
+@pytest.fixture
+def sim_clock(simulator: AkoolSimulator) -> ManualClock:
+    """A client clock on the simulator's manual clock: sleeping advances both at once."""
+    return ManualClock(simulator)

@@ -5,12 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from hypothesis import example, given
-from hypothesis import strategies as st
 
 from akool_async.testing import (
     DEFAULT_API_KEY,
@@ -20,7 +17,6 @@ from akool_async.testing import (
     people_in,
     video_seconds,
 )
-from akool_async.testing._simulator import _is_http_url, _plain_query, _query
 
 pytestmark = pytest.mark.anyio
 
@@ -524,48 +520,3 @@ async def test_fixed_durations_option() -> None:
         sim.advance(0.2)
         assert sim.task(created["_id"]).status == 3
     assert Duration.fixed(10).queue == pytest.approx(2.0)
-
-
-@given(
-    tail=st.text(st.sampled_from([*"ab=&?#%+ ;/:.1", "\t", "\n", "é"]), max_size=30),
-)
-@example(tail="?a=+b")
-@example(tail="?b=%41")
-@example(tail="?a&b=&=1&a=2#c=3")
-def test_plain_query_reads_what_parse_qs_reads(tail: str) -> None:
-    """The simulator's quick query reader agrees with parse_qs(urlsplit(url).query), or
-    leaves the URL to them (None)."""
-    url = "https://cdn.example/v.mp4" + tail
-    plain = _plain_query(url)
-    if plain is not None:
-        assert plain == parse_qs(urlsplit(url).query)
-    assert _query(url) == parse_qs(urlsplit(url).query)
-
-
-def test_plain_query_takes_the_usual_hooks() -> None:
-    """The hook URLs tests and benchmarks use take the quick reader."""
-    assert _plain_query("https://x/v.mp4?duration=5&people=2&fail=1") == {
-        "duration": ["5"],
-        "people": ["2"],
-        "fail": ["1"],
-    }
-
-
-@given(
-    url=st.text(st.sampled_from([*"htps:/[]@?#%.a1 -_", "\t", "é"]), max_size=20).map(
-        lambda t: ("http://" if len(t) % 2 else "https://") + t
-    )
-    | st.text(st.sampled_from([*"htpsHTPS:/a.?#"]), max_size=14),
-)
-@example(url="http://[::1")
-@example(url="https://")
-@example(url="HTTP://a")
-def test_quick_url_check_agrees_with_urlsplit(url: str) -> None:
-    """The simulator's quick URL check says "http(s) URL with a host" only when urlsplit
-    says so too."""
-    try:
-        parts = urlsplit(url)
-        expected = parts.scheme in ("http", "https") and bool(parts.netloc)
-    except ValueError:
-        expected = False
-    assert _is_http_url(url) is expected

@@ -229,7 +229,7 @@ def test_private_seal_helper_reproduces_doc_vector() -> None:
     from akool_async._webhook_crypto import seal  # noqa: PLC0415 - only this test uses it
 
     sealed = seal(
-        json.loads(VEC_PLAINTEXT),
+        VEC_PLAINTEXT,
         client_id=VEC_CLIENT_ID,
         client_secret=VEC_SECRET,
         timestamp_ms=1710757981609,

@@ -25,6 +25,10 @@ Choices where the contract is silent:
 - A completed character swap reports ``video_duration`` + 0.5 (fractional, like the example).
 - Source-video test hooks (query parameters of the video URL): ``duration=N``, ``people=N``,
   ``fail=1``. Without them duration is 3-20 s and people 1-3, derived from a URL hash.
+
+Layout: ``_server`` (the app and ``AkoolSimulator``), ``_accounts``, ``_tasks`` (lifecycles on
+``_clock``), ``_endpoints_character``/``_endpoints_head``, ``_files`` (outputs, Range),
+``_answers`` (envelopes, fault answers, request log), ``_faults``, ``_webhooks``, ``_media``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from ._faults import (
     FaultPlan,
     profile,
 )
-from ._simulator import (
+from ._media import people_in, video_seconds
+from ._model import (
     CHARACTER_SWAP_RATES,
     DEFAULT_API_KEY,
     DEFAULT_CLIENT_ID,
@@ -49,14 +54,12 @@ from ._simulator import (
     HEAD_SWAP_RATES,
     WEBHOOK_TYPES,
     Account,
-    AkoolSimulator,
     Duration,
     RequestLogEntry,
     SimulatorStats,
     TaskInfo,
-    people_in,
-    video_seconds,
 )
+from ._server import AkoolSimulator
 from ._webhooks import WebhookDelivery, encrypt_webhook_data, sign_webhook, webhook_body
 
 __all__ = [

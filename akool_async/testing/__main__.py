@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ._faults import PROFILES
-from ._simulator import AkoolSimulator
+from ._server import AkoolSimulator
 
 
 def _parser() -> argparse.ArgumentParser:

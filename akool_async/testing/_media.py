@@ -1,11 +1,19 @@
-"""Deterministic fake media: a small valid-looking MP4 per output id and PNG previews."""
+"""Deterministic fake media: what a source video URL "contains", and the output files.
+
+Source videos are never fetched: their duration, the people in them and a forced failure
+come from test hooks in the URL's query (``duration=N``, ``people=N``, ``fail=1``) or,
+without hooks, from a hash of the URL. Outputs are a small valid-looking MP4 per id and
+PNG previews.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import struct
 import zlib
+from urllib.parse import parse_qs, urlsplit
 
 #: Bytes of every simulated output video (ftyp + moov + mdat boxes).
 MP4_SIZE = 32 * 1024
@@ -52,3 +60,43 @@ def fake_png(file_id: str) -> bytes:
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
+
+
+def _url_hash(url: str) -> int:
+    return int.from_bytes(hashlib.sha256(url.encode()).digest()[:8], "big")
+
+
+def _query_hook(url: str, name: str) -> str | None:
+    try:
+        values = parse_qs(urlsplit(url).query).get(name)
+    except ValueError:
+        return None
+    return values[-1] if values else None
+
+
+def video_seconds(url: str) -> float:
+    """Detected duration of a source video URL: its ``duration=N`` query parameter if it is a
+    positive number, else 3-20 s derived from a hash of the URL (deterministic)."""
+    hook = _query_hook(url, "duration")
+    if hook is not None:
+        try:
+            value = float(hook)
+        except ValueError:
+            value = 0.0
+        if value > 0 and math.isfinite(value):
+            return int(value) if value.is_integer() else value
+    return 3 + _url_hash(url) % 18
+
+
+def people_in(url: str) -> int:
+    """People detected in a source video URL: its ``people=N`` query parameter (N >= 0) if
+    present, else 1-3 derived from a hash of the URL (deterministic)."""
+    hook = _query_hook(url, "people")
+    if hook is not None and hook.isdigit():
+        return int(hook)
+    return 1 + (_url_hash(url) >> 8) % 3
+
+
+def forced_failure(url: str) -> bool:
+    """True when the URL carries the ``fail=1`` test hook (the task will fail)."""
+    return _query_hook(url, "fail") in ("1", "true")

@@ -1,5 +1,6 @@
-"""Webhook crypto (akool-api.md section 5) and the simulator's single delivery loop.
+"""The simulator's webhook sender: public sealing helpers and the single delivery loop.
 
+The crypto is :mod:`akool_async._webhook_crypto`, the same code the SDK's receiver uses.
 ``cryptography`` is imported only when a payload is encrypted, so the simulator works
 without it as long as no task carries a webhook URL.
 """
@@ -7,11 +8,8 @@ without it as long as no task carries a webhook URL.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import heapq
-import ipaddress
 import json
 import random
 import time
@@ -21,6 +19,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
+
+import akool_async._webhook_crypto as webhook_crypto
+from akool_async._net import is_loopback_host
 
 #: Webhook attempts per event (the first try plus retries on a non-200 answer).
 DEFAULT_WEBHOOK_ATTEMPTS = 4
@@ -38,61 +39,35 @@ def encrypt_webhook_data(plaintext: str | bytes, *, client_id: str, client_secre
     The key is the UTF-8 ``client_secret`` (16, 24 or 32 bytes: AES-128/192/256); a
     ``client_id`` shorter than 16 bytes is zero-padded (the documented Python sample's choice).
     """
-    from cryptography.hazmat.primitives import padding  # noqa: PLC0415 - optional dependency
-    from cryptography.hazmat.primitives.ciphers import (  # noqa: PLC0415 - optional dependency
-        Cipher,
-        algorithms,
-        modes,
-    )
-
-    key = client_secret.encode()
-    if len(key) not in (16, 24, 32):
-        raise ValueError("client_secret must be 16, 24 or 32 bytes long to be an AES key")
-    iv = client_id.encode()[:16].ljust(16, b"\0")
-    data = plaintext.encode() if isinstance(plaintext, str) else plaintext
-    padder = padding.PKCS7(128).padder()
-    padded = padder.update(data) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
-    return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode("ascii")
+    return webhook_crypto.encrypt_data(plaintext, client_id=client_id, client_secret=client_secret)
 
 
 def sign_webhook(*, client_id: str, timestamp: int, nonce: str, data_encrypt: str) -> str:
     """SHA-1 hex of the sorted, separator-less concatenation of the four values (section 5.4)."""
-    parts = sorted([client_id, str(timestamp), str(nonce), data_encrypt])
-    return hashlib.sha1("".join(parts).encode()).hexdigest()  # noqa: S324 - the protocol's choice
+    return webhook_crypto.signature(client_id, str(timestamp), str(nonce), data_encrypt)
 
 
 def webhook_body(
     *, plaintext: str, client_id: str, client_secret: str, timestamp: int, nonce: str
 ) -> dict[str, Any]:
     """The JSON body POSTed to a webhook: signature, dataEncrypt, timestamp, nonce."""
-    data_encrypt = encrypt_webhook_data(plaintext, client_id=client_id, client_secret=client_secret)
-    signature = sign_webhook(
-        client_id=client_id, timestamp=timestamp, nonce=nonce, data_encrypt=data_encrypt
+    return webhook_crypto.seal(
+        plaintext,
+        client_id=client_id,
+        client_secret=client_secret,
+        timestamp_ms=timestamp,
+        nonce=nonce,
     )
-    return {
-        "signature": signature,
-        "dataEncrypt": data_encrypt,
-        "timestamp": timestamp,
-        "nonce": nonce,
-    }
 
 
 def is_loopback_url(url: str) -> bool:
-    """True when ``url`` is http(s) to 127.0.0.0/8, ``localhost`` or ``::1``."""
+    """True when ``url`` is http(s) to a loopback host (127.0.0.0/8, ``localhost``, ``::1``)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
     except ValueError:
         return False
-    if parts.scheme not in ("http", "https") or not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return parts.scheme in ("http", "https") and bool(host) and is_loopback_host(str(host))
 
 
 @attrs.frozen(kw_only=True)
@@ -190,6 +165,10 @@ class WebhookDispatcher:
 
     def start(self) -> None:
         """Start the delivery loop (call inside the running event loop)."""
+        # Fresh events: the dispatcher may have been made, or last run, on another loop.
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self._idle = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:

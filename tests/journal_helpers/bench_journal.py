@@ -14,7 +14,9 @@ from typing import Literal, cast
 
 import anyio
 
-from akool_async._journal import Journal, request_fingerprint
+import akool_async as akool
+from akool_async._converters import request_fingerprint, request_to_dict
+from akool_async._store import Journal
 
 
 async def main(n: int, tasks: int, synchronous: Literal["NORMAL", "FULL"]) -> None:
@@ -25,10 +27,12 @@ async def main(n: int, tasks: int, synchronous: Literal["NORMAL", "FULL"]) -> No
             async def worker(first: int) -> None:
                 for i in range(first, n, tasks):
                     key = f"job-{i}"
-                    request = {"image": f"https://x.test/{i}.png", "video": "https://x.test/v"}
-                    fingerprint = request_fingerprint("character_swap", request)
+                    swap = akool.CharacterSwap(f"https://x.test/{i}.png", "https://x.test/v.mp4")
                     await journal.begin(
-                        key, kind="character_swap", fingerprint=fingerprint, request=request
+                        key,
+                        kind="character_swap",
+                        fingerprint=request_fingerprint(swap),
+                        request=request_to_dict(swap),
                     )
                     await journal.mark_sending(key)
                     await journal.mark_created(key, f"task-{i}")

@@ -13,8 +13,10 @@ import sys
 
 import anyio
 
+import akool_async as akool
+from akool_async._converters import request_fingerprint, request_to_dict
 from akool_async._errors import ConnectionLostError, TaskFailedError
-from akool_async._journal import JobState, Journal, request_fingerprint
+from akool_async._store import JobState, Journal
 
 
 def report(key: str, state: JobState) -> None:
@@ -62,10 +64,12 @@ async def main(db: str, start: int, count: int) -> None:
                 await finish(journal, rec.key, index)
         for index in range(start, start + count):
             key = f"job-{index}"
-            request = {"image": f"https://x.test/{index}.png", "video": "https://x.test/v.mp4"}
-            fingerprint = request_fingerprint("character_swap", request)
+            swap = akool.CharacterSwap(f"https://x.test/{index}.png", "https://x.test/v.mp4")
             await journal.begin(
-                key, kind="character_swap", fingerprint=fingerprint, request=request
+                key,
+                kind="character_swap",
+                fingerprint=request_fingerprint(swap),
+                request=request_to_dict(swap),
             )
             report(key, JobState.PENDING)
             await send(journal, key, index)

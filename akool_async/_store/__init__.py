@@ -1,0 +1,200 @@
+"""Job stores: where a batch records every job so that no paid task id is ever lost.
+
+:class:`JobStore` is the interface the batch talks to; :class:`Journal` (one SQLite file,
+one process at a time) is the embedded implementation. :func:`open_store` turns what the
+user passed as ``journal=`` (a path, or a store already open) into a store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from akool_async._errors import ConfigurationError
+
+from ._errors import (
+    JournalBindingError,
+    JournalConflictError,
+    JournalError,
+    JournalFormatError,
+    JournalHolder,
+    JournalLockedError,
+    JournalStateError,
+)
+from ._records import (
+    JobKind,
+    JobRecord,
+    JobState,
+    canonical_json,
+    error_from_json,
+    error_to_json,
+)
+from ._schema import SCHEMA_VERSION
+from ._sqlite import DEFAULT_BUSY_TIMEOUT, Journal
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "SCHEMA_VERSION",
+    "JobKind",
+    "JobRecord",
+    "JobState",
+    "JobStore",
+    "Journal",
+    "JournalBindingError",
+    "JournalConflictError",
+    "JournalError",
+    "JournalFormatError",
+    "JournalHolder",
+    "JournalLockedError",
+    "JournalStateError",
+    "StoreSpec",
+    "canonical_json",
+    "error_from_json",
+    "error_to_json",
+    "open_store",
+]
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """What a batch needs from a job store (SQLite :class:`Journal` today, Postgres next).
+
+    States and the only legal transitions (anything else raises
+    :class:`JournalStateError` and changes nothing)::
+
+        pending ──► sending ──► created ──► completed
+           │           │           └──────► failed
+           │           ├──► uncertain ──(resubmit_uncertain=True)──► sending
+           └───────────┴──► rejected ──► sending
+
+    ``pending``: recorded, nothing sent. ``sending``: the create is about to leave.
+    ``created``: the task id is known. ``completed``/``failed``: terminal remote status.
+    ``uncertain``: the create was sent and its answer lost; a task may exist and be charged.
+    ``rejected``: a definite error, nothing was created, so it may be sent again.
+
+    Never pay twice, never lose an id — each implementation keeps these invariants:
+
+    - Every write is durable when it returns, runs to its end even if the caller is
+      cancelled (shielded), and checks the current state inside the same transaction
+      as the change (compare-and-set), so two writers can never both move a job to
+      ``sending``.
+    - ``mark_sending`` is committed before the create leaves; ``mark_created`` right after
+      it returns. A job found ``sending`` by a later run was maybe sent: it becomes
+      ``uncertain``, never ``sending`` again without ``resubmit_uncertain=True``.
+    - ``begin`` is idempotent for the same (kind, fingerprint) and raises
+      :class:`JournalConflictError` for another one: a key never names two requests.
+    - ``record_error`` keeps a job ``created`` (a deadline is not a state): a later run
+      resumes polling by id.
+
+    Ownership: opening a store makes the process its owner (SQLite: an exclusive OS lock,
+    a second opener gets :class:`JournalLockedError`; Postgres: leases with heartbeats);
+    :meth:`aclose` gives ownership up. ``bind`` ties the store to the account digest and
+    base URL that made it (:class:`JournalBindingError` for others).
+    """
+
+    @property
+    def path(self) -> str:
+        """Where the store lives, for messages (a file path; never a password)."""
+        ...
+
+    async def bind(self, *, account: str | None = None, base_url: str | None = None) -> None:
+        """Record or check the account digest and base URL this store works for."""
+        ...
+
+    async def get(self, key: str) -> JobRecord | None:
+        """The record for ``key``, or None."""
+        ...
+
+    async def records(self, states: Iterable[JobState | str] | None = None) -> list[JobRecord]:
+        """All records (or those in ``states``) in insertion order."""
+        ...
+
+    def iter_records(
+        self, states: Iterable[JobState | str] | None = None, *, page_size: int = 1000
+    ) -> AsyncIterator[JobRecord]:
+        """Records (or those in ``states``) in insertion order, a page at a time."""
+        ...
+
+    async def counts(self) -> dict[JobState, int]:
+        """Number of records in every state (states with none give 0)."""
+        ...
+
+    async def begin(
+        self, key: str, *, kind: JobKind, fingerprint: str, request: Mapping[str, Any]
+    ) -> JobRecord:
+        """Record a new ``pending`` job, or return the stored one for the same request."""
+        ...
+
+    async def mark_sending(self, key: str, *, resubmit_uncertain: bool = False) -> JobRecord:
+        """``pending``/``rejected`` (or ``uncertain`` with the flag) -> ``sending``."""
+        ...
+
+    async def mark_created(
+        self, key: str, task_id: str, *, analysis_id: str | None = None
+    ) -> JobRecord:
+        """``sending`` -> ``created`` with the task id."""
+        ...
+
+    async def mark_uncertain(self, key: str, error: BaseException) -> JobRecord:
+        """``sending`` -> ``uncertain``: the create was sent and its answer lost."""
+        ...
+
+    async def mark_rejected(self, key: str, error: BaseException) -> JobRecord:
+        """``pending``/``sending`` -> ``rejected``: a definite error, nothing was created."""
+        ...
+
+    async def mark_completed(self, key: str, result_raw: Mapping[str, Any]) -> JobRecord:
+        """``created`` -> ``completed`` with the result's raw data."""
+        ...
+
+    async def mark_failed(
+        self, key: str, result_raw: Mapping[str, Any] | None, error: BaseException
+    ) -> JobRecord:
+        """``created`` -> ``failed`` with the result's raw data and the error."""
+        ...
+
+    async def record_error(self, key: str, error: BaseException) -> JobRecord:
+        """Store a non-terminal error (e.g. a deadline) on a ``created`` job."""
+        ...
+
+    async def set_analysis_id(self, key: str, analysis_id: str) -> JobRecord:
+        """Store a head-swap analysis id on a job not yet sent (``pending``/``rejected``)."""
+        ...
+
+    async def set_local_path(self, key: str, path: str | os.PathLike[str]) -> JobRecord:
+        """Record where a ``completed`` job's output was downloaded."""
+        ...
+
+    async def aclose(self) -> None:
+        """Give up ownership and close. Idempotent."""
+        ...
+
+
+#: What ``journal=`` accepts: a SQLite path, a ``postgresql://`` URL, or an open store.
+StoreSpec = str | os.PathLike[str] | JobStore
+
+
+async def open_store(
+    spec: StoreSpec, *, account: str | None = None, base_url: str | None = None
+) -> JobStore:
+    """The store for ``spec``, opened (a path) or bound as it is (an open store).
+
+    A path opens a SQLite :class:`Journal` that the caller must close; a store object is
+    returned as given (``result is spec``) after :meth:`JobStore.bind`, and stays the
+    caller's to close. A ``postgresql://`` URL raises :class:`ConfigurationError` for now.
+    """
+    if isinstance(spec, str) and spec.startswith(_POSTGRES_SCHEMES):
+        # The URL may hold a password: it is not repeated in the message.
+        raise ConfigurationError(
+            "a postgresql:// job store is not available yet in this version of akool-async; "
+            "use a SQLite journal path"
+        )
+    if isinstance(spec, (str, os.PathLike)):
+        return await Journal.open(spec, account=account, base_url=base_url)
+    if isinstance(spec, JobStore):
+        await spec.bind(account=account, base_url=base_url)
+        return spec
+    raise TypeError(f"journal must be a path or a job store, got {type(spec).__name__}")
