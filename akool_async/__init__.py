@@ -15,7 +15,7 @@ from ._config import (
     RetryPolicy,
     Timeouts,
 )
-from ._download import DownloadError, safe_filename
+from ._download import safe_filename
 from ._errors import (
     AccountBlockedError,
     AkoolError,
@@ -25,10 +25,17 @@ from ._errors import (
     ConfigurationError,
     ConnectError,
     ConnectionLostError,
+    DownloadError,
     FaceMappingError,
     HTTPStatusError,
     InsufficientCreditError,
     InvalidParameterError,
+    JournalBindingError,
+    JournalConflictError,
+    JournalError,
+    JournalFormatError,
+    JournalLockedError,
+    JournalStateError,
     NotFoundError,
     PaymentRequiredError,
     PermissionDeniedError,
@@ -46,8 +53,8 @@ from ._errors import (
     ValidationError,
     VerificationRequiredError,
     WaitTimeoutError,
+    WebhookVerificationError,
 )
-from ._journal import JournalConflictError, JournalError
 from ._models import (
     CharacterSwap,
     CharacterSwapResult,
@@ -98,8 +105,12 @@ __all__ = [
     "InvalidParameterError",
     "Job",
     "JobHandle",
+    "JournalBindingError",
     "JournalConflictError",
     "JournalError",
+    "JournalFormatError",
+    "JournalLockedError",
+    "JournalStateError",
     "Limits",
     "NotFoundError",
     "Outcome",
@@ -125,6 +136,7 @@ __all__ = [
     "VerificationRequiredError",
     "VideoInfo",
     "WaitTimeoutError",
+    "WebhookVerificationError",
     "__version__",
     "safe_filename",
 ]

@@ -64,7 +64,6 @@ from ._models import (
     HeadSwapResult,
     Job,
     TaskStatus,
-    _slot_constructor,
 )
 from ._scheduler import PollScheduler
 
@@ -115,10 +114,6 @@ class Outcome:
     def ok(self) -> bool:
         """True when the job completed (``result`` is set)."""
         return self.error is None
-
-
-#: Outcome(...) without the per-field setattr lookups: built once per job.
-_new_outcome = _slot_constructor(Outcome)
 
 
 @attrs.frozen
@@ -785,7 +780,7 @@ class Batch:
             and value.status is _COMPLETED
         ):
             # The common end (every job's, in bulk): a result to hand out as is.
-            outcome = _new_outcome(
+            outcome = Outcome(
                 key=running.key,
                 job=running.request,
                 result=value,

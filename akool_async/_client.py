@@ -38,7 +38,7 @@ from ._config import (
 )
 from ._download import DEFAULT_CHUNK_SIZE, MAX_REDIRECTS
 from ._download import download as _download
-from ._envelope import decode_response, success_data
+from ._envelope import decode_response
 from ._errors import (
     AkoolError,
     AuthenticationError,
@@ -484,9 +484,7 @@ class AkoolClient:
                 raw = await transport.request(
                     method, path, params=params, json=json, headers=headers
                 )
-                data = success_data(raw.status, raw.body)
-                if data is None:
-                    data = self._decode(raw, method, path, task_id)
+                data = self._decode(raw, method, path, task_id)
             except RateLimitError as err:
                 self._throttled(err.retry_after)
                 first = err

@@ -65,6 +65,7 @@ from ._errors import (
     AkoolError,
     APIError,
     ConnectionLostError,
+    DownloadError,
     HTTPStatusError,
     RateLimitError,
     ServerError,
@@ -127,31 +128,6 @@ _RESERVED = frozenset(
     | {f"LPT{i}" for i in range(10)}
 )
 _HASH_LENGTH = 8
-
-
-class DownloadError(AkoolError):
-    """A result could not be downloaded; nothing was left at the target path.
-
-    ``url`` is the output URL without its query (signed CDN URLs carry tokens there),
-    ``file`` the target path (None when the failure came before one was known),
-    ``bytes_received`` how far the last attempt got. ``method``/``path``/``http_status``
-    describe the last HTTP exchange, as on every :class:`AkoolError`. ``__cause__`` holds the
-    underlying error when there was one.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        url: str | None = None,
-        file: Path | None = None,
-        bytes_received: int = 0,
-        **kw: Any,
-    ) -> None:
-        super().__init__(message, **kw)
-        self.url = url
-        self.file = file
-        self.bytes_received = bytes_received
 
 
 # --------------------------------------------------------------------------- pure checks

@@ -21,7 +21,7 @@ Every error carries ``method``, ``path``, ``http_status``, ``code``, ``msg`` and
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ._errors import (
@@ -40,13 +40,6 @@ __all__ = ["SUCCESS", "decode_response"]
 SUCCESS = 1000
 # Longest server text quoted in an error message.
 _QUOTE_LIMIT = 300
-
-_loads = json.loads
-#: json's own scanner (the C one where built): ``(value, end)`` from index 0 of a str.
-_scan: Callable[[str, int], tuple[Any, int]] = (
-    # An attribute of every JSONDecoder (json/decoder.py) that typeshed does not declare.
-    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-)
 
 
 def _quote(text: str) -> str:
@@ -67,41 +60,12 @@ _NOT_JSON: Any = object()
 
 
 def _parse(body: bytes) -> Any:
-    """The decoded JSON value, or the sentinel ``_NOT_JSON``."""
+    """The decoded JSON value (UTF-8, -16 or -32, as ``json.loads`` reads bytes), or the
+    sentinel ``_NOT_JSON``."""
     try:
-        # Compact UTF-8 JSON, what Akool sends: one call of json's C scanner, without
-        # json.loads' encoding sniffing and whitespace handling in Python.
-        text = body.decode()
-        value, end = _scan(text, 0)
-        if end == len(text):
-            return value
-    except (ValueError, StopIteration, RecursionError):  # UnicodeDecodeError is a ValueError
-        pass
-    try:
-        # Whitespace around it, a BOM, UTF-16/32: json's own reading, which decides.
-        return _loads(body)
-    except (ValueError, RecursionError):
+        return json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return _NOT_JSON
-
-
-def success_data(status: int, body: bytes) -> dict[str, Any] | None:
-    """The ``data`` object of a plain success answer (2xx, ``code`` 1000, ``data`` an object
-    or absent), else None: then :func:`decode_response` tells what the answer is.
-
-    The fast path of every API call; :func:`decode_response` gives the same data for the
-    answers this accepts.
-    """
-    if 200 <= status < 300 and body:
-        parsed = _parse(body)
-        if type(parsed) is dict:
-            code = parsed.get("code")
-            if code == SUCCESS and type(code) is int:
-                data = parsed.get("data")
-                if type(data) is dict:
-                    return data
-                if data is None:
-                    return {}
-    return None
 
 
 def _envelope_code(parsed: Any) -> int | None:
@@ -172,57 +136,80 @@ def decode_response(
     whose token is not wrapped). ``now_wall`` (Unix seconds) resolves HTTP-date Retry-After.
     """
     parsed = _parse(body) if body else _NOT_JSON
-    if 200 <= status < 300:
-        if type(parsed) is not dict:
-            kind = "not JSON" if parsed is _NOT_JSON else f"JSON {type(parsed).__name__}"
-            raise ResponseError(
-                f"expected a JSON object from Akool, got {kind} ({_body_hint(body)})",
-                method=method,
-                path=path,
-                http_status=status,
-                task_id=task_id,
-            )
-        code = parsed.get("code")
-        if code == SUCCESS and type(code) is int:
-            if whole_body:
-                return parsed
-            data = parsed.get("data")
-            if data is None:
-                return {}
-            if type(data) is dict:
-                return data
-            raise ResponseError(
-                f"expected 'data' to be an object, got {type(data).__name__}",
-                method=method,
-                path=path,
-                http_status=status,
-                code=SUCCESS,
-                task_id=task_id,
-            )
-        envelope_code = _envelope_code(parsed)
-        msg = _envelope_msg(parsed)
-        if envelope_code is None:
-            raise ResponseError(
-                f"the answer has no integer 'code' (got {code!r:.40})",
-                method=method,
-                path=path,
-                http_status=status,
-                msg=msg,
-                task_id=task_id,
-            )
-        raise _code_error(
-            envelope_code,
-            msg,
-            default=None,
-            status=status,
-            headers=headers,
+    if not 200 <= status < 300:
+        return _http_error(
+            status,
+            headers,
+            body,
+            parsed,
             method=method,
             path=path,
             task_id=task_id,
             now_wall=now_wall,
         )
-    return _http_error(
-        status, headers, body, parsed, method=method, path=path, task_id=task_id, now_wall=now_wall
+    if type(parsed) is not dict:
+        kind = "not JSON" if parsed is _NOT_JSON else f"JSON {type(parsed).__name__}"
+        raise ResponseError(
+            f"expected a JSON object from Akool, got {kind} ({_body_hint(body)})",
+            method=method,
+            path=path,
+            http_status=status,
+            task_id=task_id,
+        )
+    code = parsed.get("code")
+    if code != SUCCESS or type(code) is not int:
+        raise _envelope_error(
+            parsed, status, headers, method=method, path=path, task_id=task_id, now_wall=now_wall
+        )
+    if whole_body:
+        return parsed
+    data = parsed.get("data")
+    if data is None:
+        return {}
+    if type(data) is dict:
+        return data
+    raise ResponseError(
+        f"expected 'data' to be an object, got {type(data).__name__}",
+        method=method,
+        path=path,
+        http_status=status,
+        code=SUCCESS,
+        task_id=task_id,
+    )
+
+
+def _envelope_error(
+    parsed: dict[str, Any],
+    status: int,
+    headers: Mapping[str, str],
+    *,
+    method: str,
+    path: str,
+    task_id: str | None,
+    now_wall: float,
+) -> APIError:
+    """The error for a 2xx JSON object that is not a success envelope."""
+    envelope_code = _envelope_code(parsed)
+    msg = _envelope_msg(parsed)
+    if envelope_code is None:
+        return ResponseError(
+            f"the answer has no integer 'code' (got {parsed.get('code')!r:.40})",
+            method=method,
+            path=path,
+            http_status=status,
+            msg=msg,
+            task_id=task_id,
+        )
+    return _code_error(
+        envelope_code,
+        msg,
+        default=None,
+        status=status,
+        headers=headers,
+        method=method,
+        path=path,
+        task_id=task_id,
+        now_wall=now_wall,
     )
 
 

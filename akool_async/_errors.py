@@ -30,7 +30,15 @@ Every exception the SDK raises on purpose derives from :class:`AkoolError`::
     │   └── SubscriptionRequiredError ........ 1213, 1221
     ├── SubmissionUncertainError .............. a create was sent and its answer was lost
     ├── TaskFailedError ....................... the task ended with status 4 (has .result)
-    └── WaitTimeoutError (+ TimeoutError) ..... a wait passed its deadline (has .task_id)
+    ├── WaitTimeoutError (+ TimeoutError) ..... a wait passed its deadline (has .task_id)
+    ├── DownloadError ......................... a result could not be downloaded
+    ├── JournalError .......................... a journal could not be opened or used
+    │   ├── JournalFormatError ............... not a journal, or a newer schema
+    │   ├── JournalConflictError (+ ValueError)  a key came back with another request
+    │   ├── JournalStateError (+ RuntimeError)  a bug: illegal transition, closed journal
+    │   ├── JournalLockedError ............... another process (or opener) holds the journal
+    │   └── JournalBindingError .............. made for another account or base URL
+    └── WebhookVerificationError .............. a webhook body was rejected (has .stage)
 
 Unknown business codes map to plain :class:`APIError`. Every error carries ``method``,
 ``path``, ``http_status``, ``code``, ``msg`` and ``task_id`` where known, and ``retryable``
@@ -41,7 +49,10 @@ header, the API key, a token or a client secret.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeAlias
+
+import attrs
 
 __all__ = [
     "CODE_TO_ERROR",
@@ -53,10 +64,18 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ConnectionLostError",
+    "DownloadError",
     "FaceMappingError",
     "HTTPStatusError",
     "InsufficientCreditError",
     "InvalidParameterError",
+    "JournalBindingError",
+    "JournalConflictError",
+    "JournalError",
+    "JournalFormatError",
+    "JournalHolder",
+    "JournalLockedError",
+    "JournalStateError",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -74,6 +93,8 @@ __all__ = [
     "ValidationError",
     "VerificationRequiredError",
     "WaitTimeoutError",
+    "WebhookStage",
+    "WebhookVerificationError",
     "error_for_code",
 ]
 
@@ -309,6 +330,147 @@ class WaitTimeoutError(AkoolError, TimeoutError):
     def __init__(self, message: str, *, deadline: float | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.deadline = deadline
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+class DownloadError(AkoolError):
+    """A result could not be downloaded; nothing was left at the target path.
+
+    ``url`` is the output URL without its query (signed CDN URLs carry tokens there),
+    ``file`` the target path (None when the failure came before one was known),
+    ``bytes_received`` how far the last attempt got. ``method``/``path``/``http_status``
+    describe the last HTTP exchange, as on every :class:`AkoolError`. ``__cause__`` holds the
+    underlying error when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        file: Path | None = None,
+        bytes_received: int = 0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.url = url
+        self.file = file
+        self.bytes_received = bytes_received
+
+
+# --------------------------------------------------------------------------- journals
+
+
+class JournalError(AkoolError):
+    """A journal could not be opened or used."""
+
+
+class JournalFormatError(JournalError):
+    """The file is not an akool-async journal, or was written by a newer schema."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.journal_path = path
+
+
+class JournalConflictError(JournalError, ValueError):
+    """A key already in the journal was submitted again with a different request."""
+
+    def __init__(
+        self, key: str, *, kind: str, fingerprint: str, stored_kind: str, stored_fingerprint: str
+    ) -> None:
+        self.key = key
+        self.kind = kind
+        self.fingerprint = fingerprint
+        self.stored_kind = stored_kind
+        self.stored_fingerprint = stored_fingerprint
+        super().__init__(
+            f"job key {key!r} is already in the journal with a different request "
+            f"(stored {stored_kind} {stored_fingerprint[:12]}..., "
+            f"now {kind} {fingerprint[:12]}...); use a new key or a new journal"
+        )
+
+
+class JournalStateError(JournalError, RuntimeError):
+    """A bug: an illegal state transition, an unknown key, or use of a closed journal."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        state: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.state = state
+        self.target = target
+
+
+@attrs.frozen
+class JournalHolder:
+    """Who holds a journal: host name, process id and since when (ISO 8601, UTC)."""
+
+    host: str
+    pid: int
+    since: str
+
+    def __str__(self) -> str:
+        return f"host {self.host!r} pid {self.pid} since {self.since}"
+
+
+class JournalLockedError(JournalError):
+    """The journal is held by another process (or another open journal in this one).
+
+    ``holder`` is a :class:`JournalHolder`, or None when the holder could not be read
+    (it was still writing its name). Nothing was read or written by the refused opener.
+    """
+
+    def __init__(self, path: str, holder: JournalHolder | None) -> None:
+        who = f"by {holder}" if holder is not None else "by another process"
+        super().__init__(f"journal {path} is in use {who}; wait for it to finish or stop it")
+        self.path = path  # the journal's path (no HTTP request is involved)
+        self.holder = holder
+
+
+class JournalBindingError(JournalError):
+    """The journal was made for another account or base URL; ``field`` says which.
+
+    ``field`` is ``"account"`` or ``"base_url"``. The account digest is never printed.
+    """
+
+    def __init__(self, path: str, field: str, *, stored: str, given: str) -> None:
+        if field == "account":
+            what, this = "another account", "this account"
+        else:
+            what, this = f"base URL {stored}, not {given}", "this base URL"
+        super().__init__(f"journal {path} was made for {what}; use a new journal for {this}")
+        self.path = path  # the journal's path (no HTTP request is involved)
+        self.field = field
+
+
+# --------------------------------------------------------------------------- webhooks
+
+#: Where a webhook body failed verification.
+WebhookStage: TypeAlias = Literal["config", "payload", "timestamp", "signature", "decrypt", "event"]
+
+
+class WebhookVerificationError(AkoolError):
+    """A webhook body was rejected: malformed, stale, forged, tampered or undecryptable.
+
+    ``stage`` says where it failed: ``"config"`` (unusable credentials), ``"payload"``
+    (outer JSON), ``"timestamp"`` (outside ``max_age``), ``"signature"`` (does not match),
+    ``"decrypt"`` (Base64, AES or padding: tampering or a wrong ``client_secret``) or
+    ``"event"`` (the decrypted JSON is not a valid event). The message never contains
+    ``client_id`` or ``client_secret``.
+    """
+
+    def __init__(self, message: str, *, stage: WebhookStage, task_id: str | None = None) -> None:
+        super().__init__(message, task_id=task_id)
+        self.stage: WebhookStage = stage
 
 
 #: One table from business code to exception class. Printed in the README.

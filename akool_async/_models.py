@@ -3,6 +3,8 @@
 Requests (:class:`CharacterSwap`, :class:`HeadSwap`, :class:`FaceMapping`, :class:`Job`) are
 validated when constructed: every rule is checked and one :class:`ValidationError` lists all
 the problems, each naming its field (``"CharacterSwap.duration"``) and the rule in words.
+Every string must be valid Unicode text (no lone surrogate such as ``"\\ud800"``, which JSON
+allows but UTF-8 cannot carry), so a request that builds can always be sent.
 Nothing here knows a wire name; ``_converters.py`` owns ``_id``, ``webhookurl`` and friends.
 
 Results carry Python names only. Every result has ``id``, ``status`` (:class:`TaskStatus`),
@@ -14,15 +16,14 @@ timezone-aware UTC datetimes; durations are seconds.
 from __future__ import annotations
 
 import enum
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeAlias, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, TypeAlias
 
 import attrs
 
 from ._errors import ValidationError
+from ._validation import FieldChecks, show_value, text_problem, url_problem
 
 __all__ = [
     "CHARACTER_SWAP_MODES",
@@ -47,39 +48,10 @@ __all__ = [
     "Request",
     "TaskStatus",
     "VideoInfo",
+    "indexed_face_mapping",
+    "text_problem",
+    "url_problem",
 ]
-
-
-_T = TypeVar("_T")
-
-
-def _slot_constructor(cls: type[_T]) -> Callable[..., _T]:
-    """A keyword-only constructor for a frozen slotted attrs class ``cls``, for objects the
-    SDK builds once per job (results, outcomes).
-
-    attrs' frozen ``__init__`` stores each field with ``object.__setattr__``, which looks
-    the name up again on every call; this stores it straight through the field's slot
-    descriptor, half the cost. Only for classes whose fields take their values as given
-    (no validator, converter, pre- or post-init), where the two agree exactly
-    (tests/test_models.py pins it). Every field must be passed: there are no defaults.
-    """
-    fields = attrs.fields(cls)  # type: ignore[arg-type] # attrs classes only
-    hooks = ("__attrs_pre_init__", "__attrs_post_init__")
-    if any(getattr(cls, hook, None) is not None for hook in hooks) or any(
-        f.validator is not None or f.converter is not None for f in fields
-    ):
-        raise TypeError(f"{cls.__name__} checks or converts its fields: use its __init__")
-    names = [f.name for f in fields]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    lines = [f"def build(*, {', '.join(names)}):", "    self = _new(_cls)"]
-    for name in names:
-        namespace[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's member descriptor
-        lines.append(f"    _set_{name}(self, {name})")
-    lines.append("    return self")
-    exec("\n".join(lines), namespace)  # noqa: S102 - generated from field names, as attrs does
-    build: Callable[..., _T] = namespace["build"]
-    build.__qualname__ = f"_slot_constructor({cls.__name__})"
-    return build
 
 
 class TaskStatus(enum.IntEnum):
@@ -108,89 +80,12 @@ CHARACTER_SWAP_RESOLUTIONS: tuple[str, ...] = ("480p", "720p", "1080p")
 HEAD_SWAP_RESOLUTIONS: tuple[str, ...] = ("480p", "720p")
 #: Character Swap modes: character animation or face replacement.
 CHARACTER_SWAP_MODES: tuple[str, ...] = ("animate", "replace")
-# For CharacterSwap's fast path (behind exact ``str`` checks: an unhashable value would
-# make ``in`` raise).
-_RESOLUTION_SET = frozenset(CHARACTER_SWAP_RESOLUTIONS)
-_MODE_SET = frozenset(CHARACTER_SWAP_MODES)
 #: Head Swap accepts 1 to this many face mappings per task.
 MAX_FACE_MAPPINGS = 5
 #: The only Head Swap model the v4 docs name.
 DEFAULT_HEAD_SWAP_MODEL = "akool-premium"
 
-_SHOW_LIMIT = 60
-
-
 # --------------------------------------------------------------------------- validation helpers
-
-
-def _show(value: object) -> str:
-    """A short description of a bad value for an error message (never a huge echo)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
-        # repr() of a huge int is slow and may even raise (int_max_str_digits).
-        return f"an integer of {value.bit_length()} bits"
-    if value is None or isinstance(value, (bool, int, float)):
-        text = repr(value)
-        if len(text) > _SHOW_LIMIT:
-            return f"{type(value).__name__} of {len(text)} digits"
-        return text
-    if isinstance(value, str):
-        if len(value) > _SHOW_LIMIT:
-            return f"{value[:_SHOW_LIMIT]!r}... ({len(value)} characters)"
-        return repr(value)
-    return f"a value of type {type(value).__name__}"
-
-
-def _choices(options: Iterable[str]) -> str:
-    quoted = [repr(o) for o in options]
-    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
-
-
-#: Whitespace (any Unicode space) or an ASCII control character: never valid in a URL.
-_BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
-
-#: The common well-formed case, ``http(s)://host[:port][/?#rest]``, recognised by one regex
-#: so request construction (a hot path in bulk runs) skips ``urlsplit``. Every string it
-#: fully matches is one ``_url_problem_full`` accepts: a lowercase scheme; an ASCII host
-#: without ``@``, ``[``, ``]`` or ``%`` (so ``urlsplit`` cannot raise and ``hostname`` is the
-#: non-empty host); the netloc ends at the first ``/``, ``?`` or ``#``, exactly where
-#: ``urlsplit`` ends it; and no character ``_BAD_URL_CHAR`` refuses. Anything else, e.g. an
-#: upper-case scheme, user info or an IPv6 literal, takes the full check, so both accept and
-#: reject exactly the same strings (tests/test_models.py pins the agreement). Always used
-#: with ``fullmatch``: ``$`` would let a trailing newline through.
-_PLAIN_HTTP_URL = re.compile(
-    r"https?://[A-Za-z0-9._-]+(?::[0-9]{1,5})?(?:[/?#][^\s\x00-\x1f\x7f]*)?"
-)
-
-
-def _url_problem(value: object) -> str | None:
-    """Why ``value`` is not an absolute http(s) URL with a host, or None if it is one.
-
-    URLs are checked, never normalised: Head Swap needs the byte-identical string at
-    analyze and create time.
-    """
-    if isinstance(value, str) and _PLAIN_HTTP_URL.fullmatch(value) is not None:
-        return None
-    return _url_problem_full(value)
-
-
-def _url_problem_full(value: object) -> str | None:
-    """:func:`_url_problem` without the regex fast path: ``urlsplit`` decides."""
-    if not isinstance(value, str):
-        return f"must be an http(s) URL string (got {_show(value)})"
-    if not value:
-        return "must be an http(s) URL (got an empty string)"
-    if _BAD_URL_CHAR.search(value):
-        return f"must be an http(s) URL without spaces or control characters (got {_show(value)})"
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-    except ValueError:
-        return f"must be a well-formed http(s) URL (got {_show(value)})"
-    if parts.scheme.lower() not in ("http", "https"):
-        return f"must be an http or https URL (got {_show(value)})"
-    if not host:
-        return f"must be an http(s) URL with a host (got {_show(value)})"
-    return None
 
 
 def _valid_duration(value: object) -> bool:
@@ -200,37 +95,6 @@ def _valid_duration(value: object) -> bool:
         return MIN_CHARACTER_SWAP_DURATION <= float(value) <= MAX_CHARACTER_SWAP_DURATION
     except OverflowError:  # an int too large for a float is certainly out of range
         return False
-
-
-class _Checks:
-    """Collects every (field, rule) problem of one object, then raises once."""
-
-    def __init__(self, owner: str) -> None:
-        self.owner = owner
-        self.errors: list[tuple[str, str]] = []
-
-    def add(self, field: str, rule: str) -> None:
-        self.errors.append((f"{self.owner}.{field}", rule))
-
-    def url(self, field: str, value: object, *, optional: bool = False) -> None:
-        if optional and value is None:
-            return
-        problem = _url_problem(value)
-        if problem is not None:
-            self.add(field, problem)
-
-    def choice(self, field: str, value: object, options: tuple[str, ...]) -> None:
-        if not isinstance(value, str) or value not in options:
-            self.add(field, f"must be one of {_choices(options)} (got {_show(value)})")
-
-    def optional_nonempty_str(self, field: str, value: object) -> None:
-        if value is not None and (not isinstance(value, str) or not value):
-            self.add(field, f"must be None or a non-empty string (got {_show(value)})")
-
-    def done(self) -> None:
-        if self.errors:
-            field, rule = self.errors[0]
-            raise ValidationError(field, rule, errors=self.errors)
 
 
 # --------------------------------------------------------------------------- requests
@@ -248,15 +112,15 @@ class FaceMapping:
     img_url: str
 
     def __attrs_post_init__(self) -> None:
-        checks = _Checks("FaceMapping")
+        checks = FieldChecks("FaceMapping")
         obj_id: object = self.obj_id
         if not isinstance(obj_id, int) or isinstance(obj_id, bool) or obj_id < 0:
-            checks.add("obj_id", f"must be an integer >= 0 (got {_show(self.obj_id)})")
+            checks.add("obj_id", f"must be an integer >= 0 (got {show_value(self.obj_id)})")
         checks.url("img_url", self.img_url)
         checks.done()
 
 
-def _indexed_mapping(index: int, obj_id: object, img_url: object) -> FaceMapping:
+def indexed_face_mapping(index: int, obj_id: object, img_url: object) -> FaceMapping:
     """FaceMapping(obj_id, img_url), with errors named ``HeadSwap.faces[index].<field>``."""
     try:
         return FaceMapping(obj_id, img_url)  # type: ignore[arg-type]  # validated inside
@@ -277,20 +141,20 @@ def _face_mappings(
     items: list[FaceMapping] = []
     if isinstance(raw, Mapping):
         items = [
-            _indexed_mapping(index, obj_id, img_url)
+            indexed_face_mapping(index, obj_id, img_url)
             for index, (obj_id, img_url) in enumerate(raw.items())
         ]
     elif isinstance(raw, (str, bytes, bytearray)) or not isinstance(raw, Iterable):
         raise ValidationError(
             "HeadSwap.faces",
             "must be a sequence of FaceMapping or a mapping of obj_id to image URL "
-            f"(got {_show(raw)})",
+            f"(got {show_value(raw)})",
         )
     else:
         for index, item in enumerate(raw):
             if not isinstance(item, FaceMapping):
                 raise ValidationError(
-                    f"HeadSwap.faces[{index}]", f"must be a FaceMapping (got {_show(item)})"
+                    f"HeadSwap.faces[{index}]", f"must be a FaceMapping (got {show_value(item)})"
                 )
             items.append(item)
     items.sort(key=lambda m: m.obj_id)
@@ -321,12 +185,7 @@ class CharacterSwap:
     webhook_url: str | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
-        if not _plain_character_swap(self):
-            self._check()
-
-    def _check(self) -> None:
-        """Every rule, each problem named (ValidationError)."""
-        checks = _Checks("CharacterSwap")
+        checks = FieldChecks("CharacterSwap")
         checks.url("image", self.image)
         checks.url("video", self.video)
         duration: object = self.duration
@@ -336,45 +195,23 @@ class CharacterSwap:
             checks.add(
                 "duration",
                 f"must be {kind}between {MIN_CHARACTER_SWAP_DURATION} and "
-                f"{MAX_CHARACTER_SWAP_DURATION} seconds (got {_show(duration)})",
+                f"{MAX_CHARACTER_SWAP_DURATION} seconds (got {show_value(duration)})",
             )
         checks.choice("resolution", self.resolution, CHARACTER_SWAP_RESOLUTIONS)
         checks.choice("mode", self.mode, CHARACTER_SWAP_MODES)
         prompt: object = self.prompt
         if prompt is not None:
             if not isinstance(prompt, str):
-                checks.add("prompt", f"must be None or a string (got {_show(prompt)})")
+                checks.add("prompt", f"must be None or a string (got {show_value(prompt)})")
             elif len(prompt) > MAX_PROMPT_LENGTH:
                 checks.add(
                     "prompt",
                     f"must be at most {MAX_PROMPT_LENGTH} characters (got {len(prompt)})",
                 )
+            else:
+                checks.sendable("prompt", prompt)
         checks.url("webhook_url", self.webhook_url, optional=True)
         checks.done()
-
-
-def _plain_character_swap(req: CharacterSwap) -> bool:
-    """The common request (two plain URLs, valid resolution and mode, no duration, prompt
-    or webhook) in one expression: bulk runs build thousands of these. True only for
-    requests ``CharacterSwap._check`` accepts (tests/test_models.py pins it); anything
-    else takes those checks, which decide and name every problem."""
-    image: object = req.image
-    video: object = req.video
-    resolution: object = req.resolution
-    mode: object = req.mode
-    return (
-        type(image) is str
-        and type(video) is str
-        and req.duration is None
-        and req.prompt is None
-        and req.webhook_url is None
-        and type(resolution) is str
-        and resolution in _RESOLUTION_SET
-        and type(mode) is str
-        and mode in _MODE_SET
-        and _PLAIN_HTTP_URL.fullmatch(image) is not None
-        and _PLAIN_HTTP_URL.fullmatch(video) is not None
-    )
 
 
 @attrs.frozen
@@ -400,7 +237,7 @@ class HeadSwap:
     webhook_url: str | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
-        checks = _Checks("HeadSwap")
+        checks = FieldChecks("HeadSwap")
         checks.url("video_url", self.video_url)
         count = len(self.faces)
         if not 1 <= count <= MAX_FACE_MAPPINGS:
@@ -412,13 +249,13 @@ class HeadSwap:
         if duplicates:
             checks.add("faces", f"obj_ids must be distinct (repeated: {duplicates})")
         checks.choice("resolution", self.resolution, HEAD_SWAP_RESOLUTIONS)
-        model_name: object = self.model_name
-        if not isinstance(model_name, str) or not model_name:
-            checks.add("model_name", f"must be a non-empty string (got {_show(model_name)})")
+        checks.nonempty_str("model_name", self.model_name)
         keep_sound: object = self.keep_original_sound
         if not isinstance(keep_sound, bool):
-            checks.add("keep_original_sound", f"must be True or False (got {_show(keep_sound)})")
-        checks.optional_nonempty_str("template_id", self.template_id)
+            checks.add(
+                "keep_original_sound", f"must be True or False (got {show_value(keep_sound)})"
+            )
+        checks.nonempty_str("template_id", self.template_id, optional=True)
         checks.url("webhook_url", self.webhook_url, optional=True)
         checks.done()
 
@@ -444,11 +281,13 @@ class Job:
     key: str | None = None
 
     def __attrs_post_init__(self) -> None:
-        checks = _Checks("Job")
+        checks = FieldChecks("Job")
         request: object = self.request
         if not isinstance(request, (CharacterSwap, HeadSwap)):
-            checks.add("request", f"must be a CharacterSwap or HeadSwap (got {_show(request)})")
-        checks.optional_nonempty_str("key", self.key)
+            checks.add(
+                "request", f"must be a CharacterSwap or HeadSwap (got {show_value(request)})"
+            )
+        checks.nonempty_str("key", self.key, optional=True)
         checks.done()
 
 

@@ -92,14 +92,14 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import attrs
 
 from . import _webhook_crypto as _crypto
 from . import _webhook_fields as fields
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import AkoolError, ConfigurationError
+from ._errors import ConfigurationError, WebhookStage, WebhookVerificationError
 from ._models import TaskStatus
 from ._webhook_health import DeliveryTally, WebhookStats
 from ._webhook_memory import DeliveryMemory
@@ -135,27 +135,12 @@ MAX_BODY_BYTES: Final = 64 * 1024
 #: What :func:`verify_and_decrypt` accepts: the raw body, or the JSON object already parsed.
 Body: TypeAlias = "bytes | bytearray | memoryview | str | Mapping[str, Any]"
 
-Stage = Literal["config", "payload", "timestamp", "signature", "decrypt", "event"]
+Stage = WebhookStage
 
 # Answer for every failure after the signature matched. Telling "bad padding" apart from
 # "bad JSON" in the HTTP answer would hand whoever knows the client_id (the only signing key)
 # a CBC padding oracle; the exception and the log keep the precise reason.
 _OPAQUE_REASON = "payload could not be decrypted into a valid event"
-
-
-class WebhookVerificationError(AkoolError):
-    """A webhook body was rejected: malformed, stale, forged, tampered or undecryptable.
-
-    ``stage`` says where it failed: ``"config"`` (unusable credentials), ``"payload"``
-    (outer JSON), ``"timestamp"`` (outside ``max_age``), ``"signature"`` (does not match),
-    ``"decrypt"`` (Base64, AES or padding: tampering or a wrong ``client_secret``) or
-    ``"event"`` (the decrypted JSON is not a valid event). The message never contains
-    ``client_id`` or ``client_secret``.
-    """
-
-    def __init__(self, message: str, *, stage: Stage, task_id: str | None = None) -> None:
-        super().__init__(message, task_id=task_id)
-        self.stage: Stage = stage
 
 
 def _dict_proxy(value: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -15,21 +15,15 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-import attrs
-import cattrs
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from akool_async._converters import (
-    _plain_character_swap_result,
-    _plain_character_swap_task,
-    _structure_with_hooks,
     analyze_to_wire,
     character_swap_to_wire,
-    converter,
     estimate_credits,
     head_swap_to_wire,
     request_fingerprint,
@@ -621,23 +615,6 @@ _RESULT_MODELS = (
 )
 
 
-def test_optional_scalar_fields_have_direct_hooks() -> None:
-    """Optional str/int/float/datetime fields skip cattrs' per-call union dispatch (hot path)."""
-    generic = cattrs.Converter._structure_optional
-    scalars = {str, int, float, datetime}
-    checked = 0
-    for cls in _RESULT_MODELS:
-        for field in attrs.fields(attrs.resolve_types(cls)):
-            args = set(getattr(field.type, "__args__", ()))
-            if type(None) in args and args - {type(None)} <= scalars:
-                hook = converter.get_structure_hook(field.type)
-                assert getattr(hook, "__func__", None) is not generic, (cls, field.name)
-                checked += 1
-    assert checked > 40  # every result model has many such fields
-    spelled_out = Optional[str]  # noqa: UP045 -- the typing spelling is the point here
-    assert converter.get_structure_hook(spelled_out) is converter.get_structure_hook(str | None)
-
-
 def test_generic_structure_matches_specific_functions() -> None:
     """structure(data, cls) gives the same result as the per-endpoint function."""
     assert structure(HS_DETAIL_COMPLETED, HeadSwapResult) == structure_head_swap_result(
@@ -1214,37 +1191,47 @@ _USUAL_POLL_ANSWERS = st.fixed_dictionaries(
         | st.none(),
         "deduction_credit": st.integers() | st.none(),
         **dict.fromkeys(
-            ["resolution", "image_url", "video_url", "video", "faceswap_fail_reason",
-             "webhookUrl", "file_name", "prompt"],
+            [
+                "resolution",
+                "image_url",
+                "video_url",
+                "video",
+                "faceswap_fail_reason",
+                "webhookUrl",
+                "file_name",
+                "prompt",
+            ],
             _USUAL_TEXT,
         ),
     },
 )
 
 
-@given(_USUAL_POLL_ANSWERS | _POLL_ANSWERS)
-def test_plain_result_fast_path_agrees_with_the_converter(data: dict[str, Any]) -> None:
-    """The fast path gives exactly the converter's result, or None to leave it the answer."""
-    fast = _plain_character_swap_result(dict(data))
-    try:
-        full: object = _structure_with_hooks(dict(data), CharacterSwapResult, data["_id"])
-    except (ResponseError, UnknownStatusError) as err:
-        full = err
-    if fast is not None:
-        assert isinstance(full, CharacterSwapResult)
-        assert fast == full
-        assert fast.raw == full.raw == data
-        assert [type(getattr(fast, f.name)) for f in attrs.fields(CharacterSwapResult)] == [
-            type(getattr(full, f.name)) for f in attrs.fields(CharacterSwapResult)
-        ]
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def test_plain_result_fast_path_takes_the_documented_answers() -> None:
-    """The contract's queueing, processing, completed and failed answers take the fast path."""
-    for data in (CS_RESULT_QUEUEING, CS_RESULT_PROCESSING, CS_RESULT_COMPLETED, CS_RESULT_FAILED):
-        fast = _plain_character_swap_result(dict(data))
-        assert fast is not None
-        assert fast == _structure_with_hooks(dict(data), CharacterSwapResult, data["_id"])
+@given(_USUAL_POLL_ANSWERS)
+def test_hypothesis_usual_poll_answers_structure_exactly(data: dict[str, Any]) -> None:
+    """A poll answer with the documented types structures, its timestamps exact to the ms."""
+    result = structure_character_swap_result(dict(data))
+    assert result.id == data["_id"]
+    assert result.status == data["video_status"]
+    for key, value in (("create_time", result.created_at), ("update_time", result.updated_at)):
+        ms = data.get(key)
+        assert value == (None if ms is None else _EPOCH + timedelta(milliseconds=ms))
+    duration = data.get("video_duration")
+    assert result.video_duration == (None if duration is None else float(duration))
+    assert result.credits == data.get("deduction_credit")
+    assert result.output_url == (data.get("video") or None)
+    assert result.failure_reason == (data.get("faceswap_fail_reason") or None)
+    assert result.raw == data
+
+
+@given(_POLL_ANSWERS)
+def test_hypothesis_poll_answers_give_a_result_or_a_response_error(data: dict[str, Any]) -> None:
+    """Any poll answer field values give a result or a ResponseError, nothing else."""
+    with contextlib.suppress(ResponseError):
+        assert structure_character_swap_result(dict(data)).raw == data
 
 
 _CREATE_ANSWERS = st.fixed_dictionaries(
@@ -1255,8 +1242,16 @@ _CREATE_ANSWERS = st.fixed_dictionaries(
         "video_duration": st.floats() | st.integers(-(2**60), 2**60) | _ANY_VALUE,
         "deduction_credit": st.integers() | st.just(20.0) | _ANY_VALUE,
         **dict.fromkeys(
-            ["resolution", "mode", "model_name", "file_name", "image_url", "video_url",
-             "prompt", "webhookUrl"],
+            [
+                "resolution",
+                "mode",
+                "model_name",
+                "file_name",
+                "image_url",
+                "video_url",
+                "prompt",
+                "webhookUrl",
+            ],
             _TEXT,
         ),
         "extra": _ANY_VALUE,
@@ -1271,8 +1266,16 @@ _USUAL_CREATE_ANSWERS = st.fixed_dictionaries(
         | st.none(),
         "deduction_credit": st.integers() | st.none(),
         **dict.fromkeys(
-            ["resolution", "mode", "model_name", "file_name", "image_url", "video_url",
-             "prompt", "webhookUrl"],
+            [
+                "resolution",
+                "mode",
+                "model_name",
+                "file_name",
+                "image_url",
+                "video_url",
+                "prompt",
+                "webhookUrl",
+            ],
             _USUAL_TEXT,
         ),
     },
@@ -1285,27 +1288,36 @@ _USUAL_CREATE_ANSWERS = st.fixed_dictionaries(
 @example({**CS_CREATE_RESPONSE, "video_duration": True})
 @example({**CS_CREATE_RESPONSE, "create_time": "1754362985482"})
 @example({**CS_CREATE_RESPONSE, "status": True})
-def test_plain_task_fast_path_agrees_with_the_converter(data: dict[str, Any]) -> None:
-    """create()'s fast path gives exactly the converter's task, or None to leave it the
-    answer."""
-    fast = _plain_character_swap_task(dict(data))
-    try:
-        full: object = _structure_with_hooks(dict(data), CharacterSwapTask, data["_id"])
-    except (ResponseError, UnknownStatusError) as err:
-        full = err
-    if fast is not None:
-        assert isinstance(full, CharacterSwapTask)
-        assert fast == full
-        assert fast.raw == full.raw == data
-        assert [type(getattr(fast, f.name)) for f in attrs.fields(CharacterSwapTask)] == [
-            type(getattr(full, f.name)) for f in attrs.fields(CharacterSwapTask)
-        ]
+def test_hypothesis_create_answers_give_a_task_or_a_response_error(data: dict[str, Any]) -> None:
+    """Any create answer gives a task keeping the data as raw, or a ResponseError."""
+    with contextlib.suppress(ResponseError):
+        task = structure_character_swap_task(dict(data))
+        assert task.id == data["_id"]
+        assert task.raw == data
 
 
-def test_plain_task_fast_path_takes_the_documented_answer() -> None:
-    """The contract's create answer takes the fast path, and structure() returns it."""
-    data = CS_CREATE_RESPONSE
-    fast = _plain_character_swap_task(dict(data))
-    assert fast is not None
-    assert fast == _structure_with_hooks(dict(data), CharacterSwapTask, data["_id"])
-    assert structure_character_swap_task(dict(data)) == fast
+def test_documented_create_answer_structures() -> None:
+    """The contract's create answer gives a queueing task through structure() too."""
+    task = structure_character_swap_task(dict(CS_CREATE_RESPONSE))
+    assert task == structure(dict(CS_CREATE_RESPONSE), CharacterSwapTask)
+    assert task.status is TaskStatus.QUEUEING
+
+
+def test_request_from_dict_refuses_a_lone_surrogate_from_json() -> None:
+    """A JSONL line with a "\\ud800" escape (valid JSON) is refused naming the field."""
+    line = (
+        '{"kind": "character_swap", "image": "https://a.example/i.png", '
+        '"video": "https://a.example/v\\ud800.mp4"}'
+    )
+    with pytest.raises(ValidationError) as info:
+        request_from_dict(json.loads(line))
+    assert info.value.field == "CharacterSwap.video"
+    assert "lone surrogate at index 19" in info.value.rule
+    faces = '{"kind": "head_swap", "video_url": "https://a.example/v.mp4", "faces": '
+    for tail in (
+        '[{"obj_id": 1, "img_url": "https://f.example/\\udfff"}]}',
+        '{"1": "https://f.example/\\udfff"}}',
+    ):
+        with pytest.raises(ValidationError) as info:
+            request_from_dict(json.loads(faces + tail))
+        assert info.value.field == "HeadSwap.faces[0].img_url"

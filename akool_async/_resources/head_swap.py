@@ -18,7 +18,7 @@ from akool_async._models import (
     HeadSwapAnalysis,
     HeadSwapResult,
     HeadSwapTask,
-    _url_problem,
+    url_problem,
 )
 
 from . import (
@@ -67,7 +67,7 @@ class HeadSwapResource:
         a second, unused analysis), so an unlucky network never turns every job sharing
         the video into an uncertain outcome. Only swap creates are never resent.
         """
-        problem = _url_problem(video_url)
+        problem = url_problem(video_url)
         if problem is not None:
             raise ValidationError("video_url", problem)
         data = await self._client._request(
