@@ -147,11 +147,13 @@ def _connect_read_only(path: str) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise JournalError(f"journal {path} cannot be opened: {exc}") from exc
     try:
-        if inspect(conn, path) == "fresh":
-            raise JournalError(f"{path} is an empty SQLite database, not an akool-async journal")
+        kind = inspect(conn, path)
     except BaseException:
         conn.close()
         raise
+    if kind == "fresh":
+        conn.close()
+        raise JournalError(f"{path} is an empty SQLite database, not an akool-async journal")
     return conn
 
 

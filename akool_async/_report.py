@@ -22,13 +22,21 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import anyio.to_thread
 import attrs
 
 from ._inspect import ReadOnlyJournal, record_to_json
 from ._report_rows import OUTCOMES, ReportRow, report_row
 from ._store import JournalError
 
-__all__ = ["load_rows", "render_report", "report_command", "report_main"]
+__all__ = [
+    "ReportInputError",
+    "configure_report_parser",
+    "load_rows",
+    "render_report",
+    "report_command",
+    "report_main",
+]
 
 EXIT_OK: Final = 0
 EXIT_USAGE: Final = 2
@@ -75,6 +83,8 @@ td.reason{overflow-wrap:anywhere}
 .more{color:#59636e;font-size:13px;margin-top:8px}
 a{color:#0b63c5}
 """
+# Seconds between the timeline's grid lines: the first giving at most 8 of them.
+_TICK_STEPS: Final = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 #: At most this many entries per list section (the counts above still cover every job).
 MAX_LISTED: Final = 500
 
@@ -137,18 +147,22 @@ def _cards(rows: Sequence[ReportRow]) -> str:
     replayed = sum(1 for row in rows if row.replayed)
     if replayed:
         cards.append(("replayed from journal", f"{replayed:,}", "#868e96"))
-    return '<section class="cards">' + "".join(
-        f'<div class="card" style="border-top-color:{colour}" data-count="{_e(label)}">'
-        f'<div class="n">{value}</div><div class="l">{_e(label)}</div></div>'
-        for label, value, colour in cards
-    ) + "</section>"
+    return (
+        '<section class="cards">'
+        + "".join(
+            f'<div class="card" style="border-top-color:{colour}" data-count="{_e(label)}">'
+            f'<div class="n">{value}</div><div class="l">{_e(label)}</div></div>'
+            for label, value, colour in cards
+        )
+        + "</section>"
+    )
 
 
 def _tick_step(span: float) -> float:
-    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200):
+    for step in _TICK_STEPS:
         if span / step <= 8:
             return step
-    return 86400.0 * max(1, round(span / 86400 / 8))
+    return 3600.0 * max(1, round(span / 3600 / 8))
 
 
 def _timeline(rows: Sequence[ReportRow]) -> str:
@@ -257,8 +271,11 @@ def _not_downloaded(page: _Page) -> str:
         f'<tr data-key="{_e(row.key)}"><td>{_e(row.key)}</td>'
         f'<td class="mono">{_e(row.task_id or "")}</td>'
         f'<td class="reason">{_output_link(row, page.now)}'
-        + (f'<div class="note">download failed: {_e(row.download_error)}</div>'
-           if row.download_error else "")
+        + (
+            f'<div class="note">download failed: {_e(row.download_error)}</div>'
+            if row.download_error
+            else ""
+        )
         + "</td></tr>"
         for row in rows[:MAX_LISTED]
     )
@@ -266,14 +283,16 @@ def _not_downloaded(page: _Page) -> str:
         "<h2>Outputs not downloaded</h2>"
         '<p class="note">Akool keeps an output for 7 days after the task completes.</p>'
         "<table><tr><th>key</th><th>task id</th><th>output</th></tr>"
-        + body + "</table>" + _more(len(rows))
+        + body
+        + "</table>"
+        + _more(len(rows))
     )
 
 
 def _failures(page: _Page) -> str:
     rows = [row for row in page.rows if row.outcome in ("failed", "error")]
     if not rows:
-        return "<h2>Failures</h2><p class=\"note\">None.</p>"
+        return '<h2>Failures</h2><p class="note">None.</p>'
     body = "".join(
         f'<tr class="failure" data-key="{_e(row.key)}"><td>{_e(row.key)}</td>'
         f"<td>{_badge(row.outcome)}</td>"
@@ -284,7 +303,9 @@ def _failures(page: _Page) -> str:
     return (
         f"<h2>Failures ({len(rows):,})</h2>"
         "<table><tr><th>key</th><th>outcome</th><th>task id</th><th>reason</th></tr>"
-        + body + "</table>" + _more(len(rows))
+        + body
+        + "</table>"
+        + _more(len(rows))
     )
 
 
@@ -294,7 +315,7 @@ def _uncertain(page: _Page) -> str:
         return ""
     body = "".join(
         f'<tr class="uncertain" data-key="{_e(row.key)}"><td>{_e(row.key)}</td>'
-        f'<td>{_e(row.attempts if row.attempts is not None else "")}</td>'
+        f"<td>{_e(row.attempts if row.attempts is not None else '')}</td>"
         f'<td class="reason">{_e(row.reason or "")}</td></tr>'
         for row in rows[:MAX_LISTED]
     )
@@ -303,7 +324,9 @@ def _uncertain(page: _Page) -> str:
         '<p class="note">The create was sent and its answer lost: a task may exist and be '
         "charged. Check the Akool dashboard before resubmitting (--resubmit-uncertain).</p>"
         "<table><tr><th>key</th><th>attempts</th><th>reason</th></tr>"
-        + body + "</table>" + _more(len(rows))
+        + body
+        + "</table>"
+        + _more(len(rows))
     )
 
 
@@ -395,32 +418,46 @@ def _local_file(value: object, bases: Sequence[Path]) -> str | None:
     return None
 
 
-async def load_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of ``path`` (a results JSONL file or a journal), local paths made absolute.
-
-    A relative video path is looked up from the current directory, then from the input's
-    directory; a video file that is not there is dropped (the report links its URL).
-    """
-    source = Path(path)
+def _read_source(source: Path) -> list[dict[str, Any]] | None:
+    """The rows of a results JSONL file, or None for a journal (an SQLite file)."""
     if not source.exists():
         raise ReportInputError(f"{source} does not exist")
     if source.is_dir():
         raise ReportInputError(f"{source} is a directory; pass a results.jsonl or a journal")
     try:
-        with source.open("rb") as f:  # noqa: ASYNC230 (16 bytes of a local file)
+        with source.open("rb") as f:
             magic = f.read(len(_SQLITE_MAGIC))
     except OSError as exc:
         raise ReportInputError(f"cannot read {source}: {exc.strerror or exc}") from None
-    if magic == _SQLITE_MAGIC:
-        rows = await _read_journal(source)
-    else:
-        rows = _read_jsonl(source)
+    return None if magic == _SQLITE_MAGIC else _read_jsonl(source)
+
+
+def _locate_videos(rows: list[dict[str, Any]], source: Path) -> None:
     bases = [Path.cwd(), source.resolve().parent]
     for row in rows:
         for field in ("path", "local_path"):
             if field in row:
                 row[field] = _local_file(row[field], bases)
+
+
+async def load_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The rows of ``path`` (a results JSONL file or a journal), local paths made absolute.
+
+    A relative video path is looked up from the current directory, then from the input's
+    directory; a video file that is not there is dropped (the report links its URL).
+    Raises :class:`ReportInputError` with a one-line message for input it cannot read.
+    """
+    source = Path(path)
+    rows = await anyio.to_thread.run_sync(_read_source, source)
+    if rows is None:
+        rows = await _read_journal(source)
+    await anyio.to_thread.run_sync(_locate_videos, rows, source)
     return rows
+
+
+def _write_page(rows: list[dict[str, Any]], out: Path, title: str) -> None:
+    page = render_report(rows, title=title, html_dir=out.resolve().parent)
+    out.write_text(page, encoding="utf-8")
 
 
 def configure_report_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -440,9 +477,8 @@ async def report_main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     out = Path(args.html)
     title = args.title or f"akool-async run: {Path(args.path).name}"
-    page = render_report(rows, title=title, html_dir=out.resolve().parent)
     try:
-        out.write_text(page, encoding="utf-8")
+        await anyio.to_thread.run_sync(_write_page, rows, out, title)
     except OSError as exc:
         sys.stderr.write(f"akool-async report: cannot write {out}: {exc.strerror or exc}\n")
         return EXIT_USAGE

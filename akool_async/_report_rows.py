@@ -121,9 +121,9 @@ def _from_results_line(line: Mapping[str, Any]) -> ReportRow:
     _, download_message = _error_fields(line.get("download_error"))
     started = epoch_seconds(line.get("submitted_at"))
     finished = epoch_seconds(line.get("finished_at"))
-    if started is None or finished is None:
-        started = epoch_seconds(line.get("created_at"))
-        finished = epoch_seconds(line.get("updated_at"))
+    if started is None or finished is None:  # the task's own times, when a line has them
+        started = epoch_seconds(line.get("created_at")) or started
+        finished = epoch_seconds(line.get("updated_at")) or finished
     return ReportRow(
         key=_text(line.get("key")) or "?",
         kind=_text(line.get("kind")),

@@ -35,14 +35,18 @@ async def run_batch(work: Path) -> None:
             limits=akool.DEFAULT_LIMITS.scaled(SCALE),
         )
         requests = [
-            akool.Job(request_from_dict({k: v for k, v in job.items() if k != "key"}),
-                      key=job["key"])
+            akool.Job(
+                request_from_dict({k: v for k, v in job.items() if k != "key"}), key=job["key"]
+            )
             for job in jobs
         ]
         with (work / "results.jsonl").open("w") as out:
-            async with client, client.batch(
-                requests, concurrency=12, journal=work / "run.db", download_dir=work / "videos"
-            ) as batch:
+            async with (
+                client,
+                client.batch(
+                    requests, concurrency=12, journal=work / "run.db", download_dir=work / "videos"
+                ) as batch,
+            ):
                 async for outcome in batch:
                     out.write(json.dumps(outcome_record(outcome, None)) + "\n")
 
@@ -53,17 +57,27 @@ def main() -> int:
         work = Path(tmp)
         anyio.run(run_batch, work)
         page = work / "report.html"
-        code = report_command([str(work / "run.db"), "--html", str(page),
-                               "--title", "akool-async run: 36 demo swaps"])
+        code = report_command(
+            [str(work / "run.db"), "--html", str(page), "--title", "akool-async run: 36 demo swaps"]
+        )
         if code:
             return code
-        subprocess.run(
+        subprocess.run(  # noqa: S603 (a fixed command line)
             [
-                "/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-                f"--user-data-dir={work / 'profile'}", f"--screenshot={target}",
-                "--window-size=1200,1500", page.as_uri(),
+                "/usr/bin/chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                f"--user-data-dir={work / 'profile'}",
+                f"--screenshot={target}",
+                "--window-size=1200,1500",
+                page.as_uri(),
             ],
             check=True,
             capture_output=True,
