@@ -9,6 +9,7 @@ string from the run (keys, messages, URLs, paths) is escaped.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import html
 import json
@@ -133,9 +134,7 @@ def _is_web_url(url: str) -> bool:
 
 
 def _cards(rows: Sequence[ReportRow]) -> str:
-    counts = dict.fromkeys(OUTCOMES, 0)
-    for row in rows:
-        counts[row.outcome] += 1
+    counts = collections.Counter(row.outcome for row in rows)
     cards = [("jobs", f"{len(rows):,}", "#1f2328")]
     for outcome, label in OUTCOMES.items():
         if counts[outcome] or outcome in ("completed", "failed", "uncertain"):
@@ -165,7 +164,63 @@ def _tick_step(span: float) -> float:
     return 3600.0 * max(1, round(span / 3600 / 8))
 
 
+_PLOT_WIDTH: Final = 1000.0
+_PLOT_LEFT: Final = 8.0
+_PLOT_RIGHT: Final = 16.0
+_PLOT_TOP: Final = 8.0
+
+
+def _grid(span: float, scale: float, plot_height: float) -> str:
+    """Vertical grid lines with their time labels, every :func:`_tick_step` seconds."""
+    parts = []
+    step = _tick_step(span)
+    ticks = int(span / step) + 1
+    for n in range(ticks):
+        tick = n * step
+        x = _PLOT_LEFT + tick * scale
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{_PLOT_TOP}" x2="{x:.1f}" '
+            f'y2="{_PLOT_TOP + plot_height:.1f}" stroke="#eaeef2"/>'
+            f'<text x="{x:.1f}" y="{_PLOT_TOP + plot_height + 18:.1f}" font-size="12" '
+            f'fill="#59636e" text-anchor="middle">{_e(_duration(tick) if tick else "0")}</text>'
+        )
+    return "".join(parts)
+
+
+def _bars(timed: Sequence[ReportRow], start: float, scale: float, bar: float) -> str:
+    """One rectangle per job from its start to its end, with a tooltip naming it."""
+    pitch = bar + (2.0 if bar >= 4 else 0.5)
+    parts = []
+    for i, row in enumerate(timed):
+        x = _PLOT_LEFT + ((row.started or start) - start) * scale
+        w = max(1.5, (row.duration or 0.0) * scale)
+        y = _PLOT_TOP + i * pitch
+        label = f"{row.key}: {OUTCOMES[row.outcome]}, {_duration(row.duration or 0.0)}"
+        parts.append(
+            f'<rect class="job" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{bar:.1f}" '
+            f'rx="{min(bar / 3, 3):.1f}" fill="{_COLOURS[row.outcome]}"><title>{_e(label)}'
+            "</title></rect>"
+        )
+    return "".join(parts)
+
+
+def _legend(timed: Sequence[ReportRow], span: float) -> str:
+    durations = sorted(row.duration or 0.0 for row in timed)
+    median = durations[len(durations) // 2]
+    keys = "".join(
+        f'<span><span class="dot" style="background:{_COLOURS[o]}"></span>{_e(label)}</span>'
+        for o, label in OUTCOMES.items()
+        if any(row.outcome == o for row in timed)
+    )
+    return (
+        f'<div class="legend">{keys}<span>{len(timed):,} job(s), median '
+        f"{_e(_duration(median))}, longest {_e(_duration(durations[-1]))}, whole run "
+        f"{_e(_duration(span))}</span></div>"
+    )
+
+
 def _timeline(rows: Sequence[ReportRow]) -> str:
+    """An inline SVG of every timed job's start and end, in order of start."""
     timed = sorted(
         (row for row in rows if row.duration is not None),
         key=lambda row: (row.started or 0.0, row.key),
@@ -177,50 +232,19 @@ def _timeline(rows: Sequence[ReportRow]) -> str:
         )
     start = min(row.started or 0.0 for row in timed)
     span = max(max(row.finished or 0.0 for row in timed) - start, 1.0)
-    width, left, right, top = 1000.0, 8.0, 16.0, 8.0
     bar = max(1.0, min(12.0, 480.0 / len(timed)))
-    pitch = bar + (2.0 if bar >= 4 else 0.5)
-    plot_height = pitch * len(timed)
-    height = top + plot_height + 30
-    scale = (width - left - right) / span
-    parts = [
-        f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} '
-        f'{height:.0f}" width="100%" role="img" aria-label="job durations">'
-    ]
-    step = _tick_step(span)
-    tick = 0.0
-    while tick <= span:
-        x = left + tick * scale
-        parts.append(
-            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_height:.1f}" '
-            'stroke="#eaeef2"/>'
-            f'<text x="{x:.1f}" y="{top + plot_height + 18:.1f}" font-size="12" fill="#59636e" '
-            f'text-anchor="middle">{_e(_duration(tick) if tick else "0")}</text>'
-        )
-        tick += step
-    for i, row in enumerate(timed):
-        x = left + ((row.started or start) - start) * scale
-        w = max(1.5, (row.duration or 0.0) * scale)
-        y = top + i * pitch
-        label = f"{row.key}: {OUTCOMES[row.outcome]}, {_duration(row.duration or 0.0)}"
-        parts.append(
-            f'<rect class="job" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{bar:.1f}" '
-            f'rx="{min(bar / 3, 3):.1f}" fill="{_COLOURS[row.outcome]}"><title>{_e(label)}'
-            "</title></rect>"
-        )
-    parts.append("</svg>")
-    durations = sorted(row.duration or 0.0 for row in timed)
-    median = durations[len(durations) // 2]
-    legend = "".join(
-        f'<span><span class="dot" style="background:{_COLOURS[o]}"></span>{_e(label)}</span>'
-        for o, label in OUTCOMES.items()
-        if any(row.outcome == o for row in timed)
-    )
+    plot_height = (bar + (2.0 if bar >= 4 else 0.5)) * len(timed)
+    height = _PLOT_TOP + plot_height + 30
+    scale = (_PLOT_WIDTH - _PLOT_LEFT - _PLOT_RIGHT) / span
     return (
-        '<div class="panel">' + "".join(parts) + f'<div class="legend">{legend}'
-        f"<span>{len(timed):,} job(s), median {_e(_duration(median))}, "
-        f"longest {_e(_duration(durations[-1]))}, whole run {_e(_duration(span))}</span>"
-        "</div></div>"
+        '<div class="panel"><svg id="timeline" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {_PLOT_WIDTH:.0f} {height:.0f}" width="100%" role="img" '
+        'aria-label="job durations">'
+        + _grid(span, scale, plot_height)
+        + _bars(timed, start, scale, bar)
+        + "</svg>"
+        + _legend(timed, span)
+        + "</div>"
     )
 
 
