@@ -166,8 +166,16 @@ def _tick_step(span: float) -> float:
 
 _PLOT_WIDTH: Final = 1000.0
 _PLOT_LEFT: Final = 8.0
-_PLOT_RIGHT: Final = 16.0
+_PLOT_RIGHT: Final = 44.0
 _PLOT_TOP: Final = 8.0
+
+
+def _tick_label(seconds: float) -> str:
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s" if seconds else "0"
 
 
 def _grid(span: float, scale: float, plot_height: float) -> str:
@@ -182,7 +190,7 @@ def _grid(span: float, scale: float, plot_height: float) -> str:
             f'<line x1="{x:.1f}" y1="{_PLOT_TOP}" x2="{x:.1f}" '
             f'y2="{_PLOT_TOP + plot_height:.1f}" stroke="#eaeef2"/>'
             f'<text x="{x:.1f}" y="{_PLOT_TOP + plot_height + 18:.1f}" font-size="12" '
-            f'fill="#59636e" text-anchor="middle">{_e(_duration(tick) if tick else "0")}</text>'
+            f'fill="#59636e" text-anchor="middle">{_e(_tick_label(tick))}</text>'
         )
     return "".join(parts)
 
