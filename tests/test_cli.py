@@ -327,7 +327,7 @@ def test_demo_runs_mixed_jobs_on_the_embedded_simulator(
     argv = ["demo", "--jobs", "60", "--time-scale", "0.002", "--out", str(out)]
     assert main([*argv, "--failure-rate", "0.1"]) == EXIT_OK
     stdout = capsys.readouterr().out
-    assert "akool-async run: summary" in stdout
+    assert "akool-async demo: summary" in stdout
     results = read_results(out)
     assert len(results) == 60
     assert {r["kind"] for r in results.values()} == {"character_swap", "head_swap"}
