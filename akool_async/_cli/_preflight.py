@@ -72,8 +72,8 @@ def check_journal_path(journal: str | None) -> None:
         raise UsageError(f"akool-async: --journal {journal}: is a directory")
     parent = path.parent
     if not parent.is_dir():
-        what = "not a directory" if parent.exists() else "does not exist"
-        raise UsageError(f"akool-async: --journal {journal}: {parent} {what}")
+        what = f"{parent} is not a directory" if parent.exists() else f"{parent} does not exist"
+        raise UsageError(f"akool-async: --journal {journal}: {what}")
 
 
 async def enter_batch(stack: contextlib.AsyncExitStack, batch: Batch) -> None:
