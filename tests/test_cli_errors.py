@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The `sim` and `no_env` fixtures are imported from test_cli and named again as arguments.
+# ruff: noqa: F811
+
 import json
 import random
 import socket
@@ -108,12 +111,11 @@ def test_an_unwritable_out_path_exits_2_before_anything_is_sent(
     where: str,
     jobs: Path,
     regular_file: Path,
-    tmp_path: Path,
     sim: AkoolSimulator,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """--out under a regular file, or naming a directory, is one line, exit 2, no create."""
-    out = regular_file / "results.jsonl" if where == "inside a file" else tmp_path
+    out = regular_file / "results.jsonl" if where == "inside a file" else regular_file.parent
     assert main(run_argv(jobs, "--out", str(out))) == EXIT_USAGE
     assert f"--out {out}: cannot write" in assert_one_line(capsys.readouterr().err)
     assert creates(sim) == 0
@@ -255,7 +257,9 @@ def test_an_unexpected_exception_is_one_internal_error_line_and_exit_1(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("akool-async: internal error: RuntimeError: simulated bug; please report")
+    assert last.startswith(
+        "akool-async: internal error: RuntimeError: simulated bug; please report"
+    )
 
 
 def test_akool_log_debug_shows_the_traceback_of_an_internal_error(
