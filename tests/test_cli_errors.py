@@ -4,7 +4,6 @@ from __future__ import annotations
 
 # The `sim` and `no_env` fixtures are imported from test_cli and named again as arguments.
 # ruff: noqa: F811
-
 import json
 import random
 import socket
