@@ -102,7 +102,7 @@ def test_credits_say_why_charged_and_estimated_differ_and_head_swaps_have_no_pri
     lines = capsys.readouterr().err.splitlines()
     note = next(line for line in lines if line.startswith("credits note: "))
     assert "they differ" in note
-    assert "1 swap(s) without a duration are charged, not estimated" in note
+    assert "1 character swap(s) without a duration are charged, not estimated" in note
     charged = next(line for line in lines if line.startswith("credits charged: "))
     assert "head swaps: n/a" in charged
     results = read_results(out)

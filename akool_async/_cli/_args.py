@@ -26,24 +26,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _number(text: str, *, minimum_ok: bool) -> float:
+def _number(text: str, *, allow_zero: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and (value >= 0 if minimum_ok else value > 0)):
+    if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
         raise argparse.ArgumentTypeError(
-            f"must be a number {'>=' if minimum_ok else '>'} 0 (got {text})"
+            f"must be a number {'>=' if allow_zero else '>'} 0 (got {text})"
         )
     return value
 
 
 def _positive_float(text: str) -> float:
-    return _number(text, minimum_ok=False)
+    return _number(text, allow_zero=False)
 
 
 def _non_negative_float(text: str) -> float:
-    return _number(text, minimum_ok=True)
+    return _number(text, allow_zero=True)
 
 
 def _progress_flags(

@@ -90,7 +90,9 @@ def credits_note(tally: Tally, est: Estimate) -> str:
         return ""
     reasons = []
     if est.no_duration:
-        reasons.append(f"{est.no_duration} swap(s) without a duration are charged, not estimated")
+        reasons.append(
+            f"{est.no_duration} character swap(s) without a duration are charged, not estimated"
+        )
     if tally.failed or tally.uncertain or tally.interrupted:
         reasons.append("jobs without a completed outcome are estimated but not charged")
     reasons.append(
