@@ -18,9 +18,17 @@ import attrs
 from akool_async import AkoolClient, Job
 from akool_async._converters import CHARACTER_SWAP_KIND, HEAD_SWAP_KIND, request_kind
 
-from . import _preflight
 from ._common import EXIT_OK, Ui, UsageError
 from ._jobs import Estimate, ParsedJob, estimate, parse_jobs
+from ._preflight import (
+    check_download_dir,
+    check_journal_path,
+    enter_batch,
+    open_output,
+    serve_webhooks,
+    split_listen,
+    webhook_receiver,
+)
 from ._progress import Progress
 from ._results import Tally, outcome_record
 from ._summary import print_summary
@@ -80,7 +88,7 @@ def check_options(opts: RunOptions) -> None:
             "and this process listens on HOST:PORT behind it"
         )
     if opts.webhook_listen is not None:
-        _preflight.split_listen(opts.webhook_listen)
+        split_listen(opts.webhook_listen)
 
 
 def load_jobs(opts: RunOptions, ui: Ui) -> list[ParsedJob]:
@@ -141,11 +149,11 @@ async def run_command(opts: RunOptions, ui: Ui, make_client: Callable[[], AkoolC
         return _dry_run(opts, jobs, est, ui)
     _check_budget(opts, est, ui)
     client = make_client()
-    _preflight.check_download_dir(opts.download_dir)
-    _preflight.check_journal_path(opts.journal)
-    receiver = None if opts.webhook_url is None else _preflight.webhook_receiver()
+    check_download_dir(opts.download_dir)
+    check_journal_path(opts.journal)
+    receiver = None if opts.webhook_url is None else webhook_receiver()
     tally = Tally(len(jobs))
-    with _preflight.open_output(opts.out) as out:
+    with open_output(opts.out) as out:
         tally.interrupted = await interruptible(
             lambda: run_batch(opts, jobs, client, ui, tally, out=out, receiver=receiver)
         )
@@ -208,15 +216,13 @@ async def run_batch(
             if receiver is not None:
                 assert opts.webhook_listen is not None
                 assert opts.webhook_url is not None
-                listening = _preflight.serve_webhooks(
-                    receiver, opts.webhook_listen, opts.webhook_url
-                )
+                listening = serve_webhooks(receiver, opts.webhook_listen, opts.webhook_url)
                 await stack.enter_async_context(listening)
             await stack.enter_async_context(client)
             batch = client.batch(
                 (Job(job.request, key=job.key) for job in jobs), **_batch_options(opts, receiver)
             )
-            await _preflight.enter_batch(stack, batch)
+            await enter_batch(stack, batch)
             _announce(ui, jobs, client, opts)
             progress.batch = batch
             async with anyio.create_task_group() as tg:
