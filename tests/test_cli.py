@@ -241,7 +241,12 @@ def test_status_and_credits_read_the_account(
     assert main(["status", results["c"]["task_id"], "--kind", "character_swap"]) == EXIT_OK
     assert "completed" in capsys.readouterr().out
     assert main(["status", "000000000000000000000000"]) == EXIT_FAILED
-    assert "NotFoundError" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "NotFoundError" in err
+    assert "Traceback" not in err
+    # An unknown id names both endpoints it tried, not only the last one.
+    assert "character swap: GET /api/open/v3/content/video/infobymodelid" in err
+    assert "head swap: GET /api/open/v4/headswap/task/detail" in err
     assert main(["credits"]) == EXIT_OK
     assert f"{sim.balance():,} credits" in capsys.readouterr().out
 
@@ -327,7 +332,7 @@ def test_demo_runs_mixed_jobs_on_the_embedded_simulator(
     argv = ["demo", "--jobs", "60", "--time-scale", "0.002", "--out", str(out)]
     assert main([*argv, "--failure-rate", "0.1"]) == EXIT_OK
     stdout = capsys.readouterr().out
-    assert "akool-async run: summary" in stdout
+    assert "akool-async demo: summary" in stdout
     results = read_results(out)
     assert len(results) == 60
     assert {r["kind"] for r in results.values()} == {"character_swap", "head_swap"}
@@ -376,9 +381,9 @@ def test_sigint_stops_a_run_cleanly_with_exit_code_130(tmp_path: Path, no_env: N
 def test_simulate_serves_until_interrupted(
     no_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`simulate` prints the URL and key to export, answers the CLI, and stops on SIGINT."""
+    """`simulate` prints all four variables to export and the time scale, and stops on SIGINT."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "akool_async", "simulate", "--port", "0"],
+        [sys.executable, "-m", "akool_async", "simulate", "--port", "0", "--time-scale", "0.01"],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -387,12 +392,16 @@ def test_simulate_serves_until_interrupted(
     try:
         assert proc.stdout is not None
         exports: dict[str, str] = {}
-        while len(exports) < 2:
+        shown: list[str] = []
+        while len(exports) < 4:
             line = proc.stdout.readline()
             assert line, "simulate exited early"
+            shown.append(line)
             if line.strip().startswith("export "):
                 name, _, value = line.strip().removeprefix("export ").partition("=")
                 exports[name] = value
+        assert set(exports) == {*ENV_NAMES}
+        assert any(line.startswith("time scale 0.01:") for line in shown), shown
         for name, value in exports.items():
             monkeypatch.setenv(name, value)
         assert main(["credits"]) == EXIT_OK
