@@ -16,9 +16,10 @@ from pathlib import Path
 import anyio
 
 import akool_async as akool
-from akool_async._cli import demo_jobs, outcome_record
+from akool_async._cli._demo import demo_jobs
+from akool_async._cli._report import report_command
+from akool_async._cli._results import outcome_record
 from akool_async._converters import request_from_dict
-from akool_async._report import report_command
 from akool_async.testing import AkoolSimulator, FaultPlan
 
 SCALE = 0.01

@@ -11,9 +11,8 @@ import anyio
 import pytest
 
 import akool_async as akool
-from akool_async._converters import request_fingerprint, request_to_dict
-from akool_async._errors import SubmissionUncertainError, TaskFailedError
-from akool_async._inspect import (
+from akool_async._cli import main
+from akool_async._cli._journal import (
     ReadOnlyJournal,
     export_jsonl,
     format_summary,
@@ -21,6 +20,8 @@ from akool_async._inspect import (
     journal_summary,
     summary_to_json,
 )
+from akool_async._converters import request_fingerprint, request_to_dict
+from akool_async._errors import SubmissionUncertainError, TaskFailedError
 from akool_async._store import JobState, Journal
 
 pytestmark = pytest.mark.anyio
@@ -207,4 +208,17 @@ def test_command_usage_errors_exit_2(
     assert journal_command([str(journal_path), "--out", "x.jsonl"]) == 2
     assert journal_command([str(journal_path), "export", "--json"]) == 2
     assert journal_command([]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_akool_async_cli_routes_journal_and_report(
+    journal_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`akool-async journal PATH` and `akool-async report PATH --html F` run through main()."""
+    assert main(["journal", str(journal_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 8
+    page = tmp_path / "run.html"
+    assert main(["report", str(journal_path), "--html", str(page)]) == 0
+    assert "uncertain" in page.read_text(encoding="utf-8").lower()
+    assert main(["journal", str(tmp_path / "missing.db")]) == 2
     assert "Traceback" not in capsys.readouterr().err

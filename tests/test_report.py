@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from akool_async._report import render_report, report_command
+from akool_async._cli._report import render_report, report_command
 from akool_async._store import Journal
 from akool_async.testing._media import fake_mp4
 

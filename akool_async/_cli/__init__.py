@@ -61,6 +61,8 @@ from ._common import (
 from ._demo import demo_command
 from ._env import client_from_env, log_level, logging_to_stderr
 from ._jobs import Estimate, LineError, ParsedJob, estimate, parse_jobs
+from ._journal import journal_main
+from ._report import report_main
 from ._run import run_command
 from ._simulate import simulate_command
 from ._status import credits_command, status_command
@@ -92,6 +94,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await credits_command()
     if command == "simulate":
         return await simulate_command(args)
+    if command == "journal":
+        return await journal_main(args)
+    if command == "report":
+        return await report_main(args)
     assert command == "demo"
     return await demo_command(args, Ui(sys.stdout, mode=args.progress))
 

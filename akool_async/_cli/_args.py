@@ -11,6 +11,8 @@ from akool_async._converters import CHARACTER_SWAP_KIND, HEAD_SWAP_KIND
 
 from ._demo import DEMO_FAILURE_RATE, DEMO_JOBS, DEMO_TIME_SCALE
 from ._env import ENV_LOG, LOG_LEVELS
+from ._journal import configure_journal_parser
+from ._report import configure_report_parser
 from ._run import DEFAULT_PROGRESS_INTERVAL, RunOptions
 
 __all__ = ["build_parser", "run_options"]
@@ -96,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_simulate(sub)
     _add_demo(sub)
+    journal = sub.add_parser(
+        "journal",
+        help="show what a journal holds: counts per state, credits, uncertain jobs (read-only)",
+    )
+    configure_journal_parser(journal)
+    _log_flag(journal, default=argparse.SUPPRESS)
+    report = sub.add_parser(
+        "report", help="write one self-contained HTML page of a run (results file or journal)"
+    )
+    configure_report_parser(report)
+    _log_flag(report, default=argparse.SUPPRESS)
     return parser
 
 

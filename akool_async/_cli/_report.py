@@ -26,9 +26,10 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from ._inspect import ReadOnlyJournal, record_to_json
+from akool_async._store import JournalError
+
+from ._journal import ReadOnlyJournal, record_to_json
 from ._report_rows import OUTCOMES, ReportRow, report_row
-from ._store import JournalError
 
 __all__ = [
     "ReportInputError",

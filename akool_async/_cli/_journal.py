@@ -21,10 +21,10 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from ._converters import result_from_raw
-from ._errors import AkoolError
-from ._store import JobRecord, JobState, JournalError
-from ._store._schema import SELECT_PAGE, inspect, row_to_record
+from akool_async._converters import result_from_raw
+from akool_async._errors import AkoolError
+from akool_async._store import JobRecord, JobState, JournalError
+from akool_async._store._schema import SELECT_PAGE, inspect, row_to_record
 
 __all__ = [
     "FailedJob",
