@@ -654,3 +654,6 @@ class HeadSwapResult:
 AnyResult: TypeAlias = (
     CharacterSwapTask | CharacterSwapResult | HeadSwapAnalysis | HeadSwapTask | HeadSwapResult
 )
+
+
+url_problem = _url_problem
