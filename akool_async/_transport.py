@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -159,14 +160,18 @@ class Transport:
             ) as resp:
                 payload = await self._read_capped(resp, method, path)
                 result = RawResponse(resp.status, resp.headers, payload)
+        except asyncio.CancelledError:
+            # Closing the session cancels the requests waiting for a pooled connection
+            # (their waiter, not their task): that is not a cancellation of the caller.
+            if self._session is session or _cancel_requested():
+                raise
+            raise ClientStateError(
+                "the client was closed while this request waited for a connection; "
+                "the request was not sent",
+                method=method,
+                path=path,
+            ) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            if self._session is not session:
-                raise ClientStateError(
-                    "the client was closed while this request was in flight or waiting for a "
-                    "connection; if it was waiting, the request was not sent",
-                    method=method,
-                    path=path,
-                ) from exc
             raise map_aiohttp_error(exc, method, path) from exc
         _logger.debug("%s %s -> HTTP %d, %d bytes", method, path, result.status, len(payload))
         return result
@@ -194,6 +199,21 @@ class Transport:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+if sys.version_info >= (3, 11):
+
+    def _cancel_requested() -> bool:
+        """Was the current task itself asked to cancel (not just a future it awaited)?"""
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+
+else:
+
+    def _cancel_requested() -> bool:
+        # 3.10 counts no cancel requests. Under anyio a cancelled scope re-delivers its
+        # cancellation at the next await, so treating this one as the close loses nothing.
+        return False
 
 
 def map_aiohttp_error(exc: BaseException, method: str, path: str) -> Exception:

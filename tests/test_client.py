@@ -14,6 +14,7 @@ import anyio.lowlevel
 import attrs
 import pytest
 
+from akool_async._api import Credentials
 from akool_async._client import AkoolClient
 from akool_async._config import Limits, PollPolicy, RetryPolicy, Timeouts
 from akool_async._converters import character_swap_to_wire
@@ -201,7 +202,7 @@ def test_repr_hides_secrets() -> None:
     text = repr(token_client) + repr(token_client.character_swap) + repr(token_client.head_swap)
     assert "hidden-secret-456" not in text
     assert "auth='token'" in text
-    assert "super-secret-key-123" not in repr(client._credentials)
+    assert "super-secret-key-123" not in repr(Credentials("api_key", api_key="super-secret-key-123"))
 
 
 def test_policies_exposed() -> None:
@@ -255,7 +256,7 @@ async def test_wrong_api_key_is_1101_not_retried(simulator: AkoolSimulator) -> N
 async def test_missing_auth_header_is_1102(simulator: AkoolSimulator) -> None:
     """A request without credentials is answered 1102 (AuthenticationError)."""
     client = make_client(simulator)
-    client._headers = {}  # white-box: strip the session's auth header
+    client._api._api_key_headers = {}  # white-box: send no auth header
     async with client:
         with pytest.raises(AuthenticationError) as info:
             await client.get_credits()
@@ -305,9 +306,9 @@ async def test_token_refreshed_once_on_1101(simulator: AkoolSimulator) -> None:
         simulator, client_id=simulator.client_id, client_secret=simulator.client_secret
     ) as client:
         await client.get_credits()
-        client._bearer = {"Authorization": "Bearer sim.expired"}
+        client._api._bearer = {"Authorization": "Bearer sim.expired"}
         await client.get_credits()
-        client._bearer = {"Authorization": "Bearer sim.expired-again"}
+        client._api._bearer = {"Authorization": "Bearer sim.expired-again"}
         task = await client.character_swap.create(char_req())
     stats = simulator.stats
     assert stats.requests == {"get_token": 3, "credit": 3, "character_swap.create": 2}
@@ -321,15 +322,15 @@ async def test_token_refresh_happens_only_once(simulator: AkoolSimulator) -> Non
         simulator, client_id=simulator.client_id, client_secret=simulator.client_secret
     ) as client:
         await client.get_credits()
-        client._bearer = {"Authorization": "Bearer sim.expired"}
+        client._api._bearer = {"Authorization": "Bearer sim.expired"}
         simulator.add_account(api_key="other-account-key-000001", client_id="other-client")
-        real_fetch = client._fetch_token
+        real_fetch = client._api._fetch_token
 
         async def bad_fetch() -> str:
             await real_fetch()
             return "sim.still-bad"
 
-        client._fetch_token = bad_fetch  # type: ignore[method-assign]
+        client._api._fetch_token = bad_fetch  # type: ignore[method-assign]
         with pytest.raises(AuthenticationError):
             await client.get_credits()
     assert simulator.stats.requests["credit"] == 3
@@ -386,7 +387,7 @@ async def test_rate_limit_from_token_bucket() -> None:
     """The simulator's rate limiter (1005) is retried until a token is available."""
     retry = RetryPolicy(attempts=10, timeout=1e6, initial=1.0, max_delay=4.0)
     async with sim_and_client({"rate_limit": 1.0}, retry=retry) as (sim, client):
-        client._rng = random.Random(0)
+        client._api.rng = random.Random(0)
         for _ in range(3):
             await client.get_credits()
     assert sim.stats.rate_limited >= 1
@@ -620,14 +621,14 @@ async def test_secrets_never_logged_or_in_errors(caplog: pytest.LogCaptureFixtur
         secret = sim.client_secret
         async with make_client(sim, client_id=sim.client_id, client_secret=secret) as client:
             await client.get_credits()
-            token = client._bearer["Authorization"].split()[1] if client._bearer else ""
+            token = client._api._bearer["Authorization"].split()[1] if client._api._bearer else ""
             assert token
             sim.inject("character_swap.create", "http_429", "drop_after")
             texts += await error_texts(client.character_swap.create(char_req()))
             texts += await error_texts(client.character_swap.get("f" * 24))
-            client._bearer = {"Authorization": "Bearer sim.stale"}
+            client._api._bearer = {"Authorization": "Bearer sim.stale"}
             await client.get_credits()
-            token2 = client._bearer["Authorization"].split()[1]
+            token2 = client._api._bearer["Authorization"].split()[1]
             texts.append(repr(client))
         async with make_client(sim, api_key=sim.api_key) as client:
             sim.inject("credit", "http_503", "malformed_json")

@@ -24,9 +24,10 @@ from akool_async._client import AkoolClient
 from akool_async._config import RetryPolicy
 from akool_async._download import (
     MAX_FILENAME_LENGTH,
+    Downloaded,
     Downloader,
     DownloadError,
-    download,
+    download_file,
     download_many,
     safe_filename,
 )
@@ -96,6 +97,13 @@ async def local_client(retry: RetryPolicy = FAST_RETRY) -> AsyncIterator[AkoolCl
     client = AkoolClient(API_KEY, base_url="http://127.0.0.1:9", clock=InstantClock(), retry=retry)
     async with client:
         yield client
+
+
+async def download(client: AkoolClient, item: Any, path: Path, **options: Any) -> Path:
+    """The engine of ``client.download`` with test-only options (``retry``), via its Api."""
+    downloaded = await download_file(client._api, item, path, **options)
+    assert downloaded.path == path
+    return downloaded.path
 
 
 async def completed(client: AkoolClient, name: str = "v") -> CharacterSwapResult:
@@ -264,7 +272,7 @@ async def test_many_downloads_byte_identical_under_injected_faults(tmp_path: Pat
         storm = rng.choices(["truncate", "truncate", "http_502", None], k=60)
         sim.inject("files", *storm)
         policy = RetryPolicy(attempts=8, timeout=1e6, initial=0.01, max_delay=0.05)
-        outcomes = await download_many(client, results, tmp_path, concurrency=3, retry=policy)
+        outcomes = await download_many(client._api, results, tmp_path, concurrency=3, retry=policy)
         faults = sim.stats.faults
     assert [o.key for o in outcomes] == list(results)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
@@ -396,11 +404,9 @@ async def test_no_secrets_sent_and_session_reused(tmp_path: Path) -> None:
     """Download requests carry no API key, no Authorization and no cookie, on the one session."""
     body = os.urandom(10_000)
     async with FileServer(body, truncate=1) as server, local_client() as client:
-        transport = client._transport
-        assert transport is not None
-        session = transport._session
+        session = client._api.http_session()
         await download(client, server.url(), tmp_path / "a.mp4")
-        assert transport._session is session
+        assert client._api.http_session() is session
     assert len(server.headers) == 2
     for headers in server.headers:
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -537,7 +543,7 @@ async def test_bounded_concurrency(tmp_path: Path) -> None:
 
     async with FileServer(b"z" * 2000, gate=gate) as server, local_client() as client:
         items = [(f"k{i}", server.url()) for i in range(9)]
-        outcomes = await download_many(client, items, tmp_path / "out", concurrency=3)
+        outcomes = await download_many(client._api, items, tmp_path / "out", concurrency=3)
     assert all(o.ok for o in outcomes)
     assert server.max_in_flight == 3
     assert len(listing(tmp_path / "out")) == 9
@@ -548,7 +554,7 @@ async def test_download_many_reports_name_collisions(tmp_path: Path) -> None:
     async with FileServer(b"q" * 100) as server, local_client() as client:
         url = server.url()
         items = [("a/b", url), ("ok", url), ("a/b", url), ("a_b-c14cddc0", url)]
-        outcomes = await download_many(client, items, tmp_path, concurrency=1)
+        outcomes = await download_many(client._api, items, tmp_path, concurrency=1)
     assert [o.ok for o in outcomes] == [True, True, False, False]
     assert "is repeated" in str(outcomes[2].error)
     assert "maps to the same file as 'a/b'" in str(outcomes[3].error)
@@ -558,7 +564,7 @@ async def test_download_many_reports_name_collisions(tmp_path: Path) -> None:
 async def test_downloader_paths_and_overwrite(tmp_path: Path) -> None:
     """Downloader saves to directory/safe_filename(key) and respects overwrite=False."""
     async with FileServer(b"w" * 100) as server, local_client() as client:
-        downloader = Downloader(client, tmp_path / "d", concurrency=2)
+        downloader = Downloader(client._api, tmp_path / "d", concurrency=2)
         path = await downloader.download("../../etc/passwd", server.url())
         assert path.parent == tmp_path / "d"
         assert path == downloader.path_for("../../etc/passwd")
