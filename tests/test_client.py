@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import anyio
 import anyio.lowlevel
 import attrs
@@ -202,7 +204,8 @@ def test_repr_hides_secrets() -> None:
     text = repr(token_client) + repr(token_client.character_swap) + repr(token_client.head_swap)
     assert "hidden-secret-456" not in text
     assert "auth='token'" in text
-    assert "super-secret-key-123" not in repr(Credentials("api_key", api_key="super-secret-key-123"))
+    credentials = Credentials("api_key", api_key="super-secret-key-123")
+    assert "super-secret-key-123" not in repr(credentials)
 
 
 def test_policies_exposed() -> None:
@@ -640,3 +643,119 @@ async def test_secrets_never_logged_or_in_errors(caplog: pytest.LogCaptureFixtur
     assert "akool_async" in {r.name for r in caplog.records}
     for value in (secret, sim.api_key, token, token2):
         assert value not in blob
+
+
+# --------------------------------------------------------------------------- session, keys, Api
+
+
+async def test_a_session_owned_by_the_caller_is_used_and_left_open(
+    simulator: AkoolSimulator,
+) -> None:
+    """With session=..., requests go through that session, which stays open and keyless."""
+    sent: list[str] = []
+
+    async def on_request_start(
+        session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        sent.append(params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        async with make_client(simulator, session=session) as client:
+            assert await client.get_credits() == simulator.balance()
+        assert not session.closed
+        assert sent == ["/api/open/v3/faceswap/quota/info"]
+        assert all(simulator.api_key not in value for value in session.headers.values())
+        async with session.get(f"{simulator.base_url}/api/open/v3/faceswap/quota/info") as r:
+            assert (await r.json())["code"] == 1102  # the session itself carries no key
+    assert simulator.stats.requests == {"credit": 2}
+
+
+def test_session_must_be_an_aiohttp_session() -> None:
+    """A session that is not an aiohttp.ClientSession is a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match=r"aiohttp\.ClientSession"):
+        AkoolClient("k", session=object())  # type: ignore[arg-type]
+
+
+async def test_a_key_read_with_its_newline_works(simulator: AkoolSimulator) -> None:
+    """Whitespace around an API key (a line read from a file) is removed before use."""
+    async with make_client(simulator, api_key=f"  {simulator.api_key}\r\n") as client:
+        assert await client.get_credits() == simulator.balance()
+
+
+@pytest.mark.parametrize("name", ["api_key", "client_secret", "env"])
+def test_control_characters_in_a_secret_are_refused_without_quoting_it(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret with a control character inside is a ConfigurationError that hides it."""
+    secret = "sk-abc\x1bdef\nghi"
+    kwargs: dict[str, str] = {}
+    if name == "api_key":
+        kwargs["api_key"] = secret
+    elif name == "client_secret":
+        kwargs.update(client_id="cid", client_secret=secret)
+    else:
+        monkeypatch.setenv("AKOOL_API_KEY", secret)
+    with pytest.raises(ConfigurationError, match="control characters") as info:
+        AkoolClient(**kwargs)
+    assert "abc" not in str(info.value)
+    assert "def" not in str(info.value)
+
+
+def test_account_digest_names_the_account_not_the_key() -> None:
+    """The digest is the SHA-256 prefix of the key (or client id), never the secret."""
+    key = "sk-digest-test-0123456789"
+    digest = AkoolClient(key)._api.account_digest
+    assert digest == hashlib.sha256(key.encode()).hexdigest()[:16]
+    assert key not in digest
+    assert AkoolClient("another-key")._api.account_digest != digest
+    token = AkoolClient(client_id="cid-1", client_secret="s1")._api.account_digest
+    assert token == AkoolClient(client_id="cid-1", client_secret="s2")._api.account_digest
+
+
+async def test_before_send_runs_once_per_attempt_right_before_sending() -> None:
+    """before_send is awaited before each attempt's request, and only then is it sent."""
+    async with sim_and_client() as (sim, client):
+        sim.inject("credit", "http_503")
+        seen: list[int] = []
+
+        async def before_send() -> None:
+            seen.append(sim.stats.total_requests)
+
+        await client._api.call(
+            "GET", "/api/open/v3/faceswap/quota/info", idempotent=True, before_send=before_send
+        )
+    assert seen == [0, 1]  # nothing was sent before the first call, one before the second
+
+
+async def test_a_failing_before_send_sends_nothing() -> None:
+    """If before_send raises, the create is not sent and its error propagates."""
+
+    class JournalDownError(Exception):
+        pass
+
+    async def before_send() -> None:
+        raise JournalDownError
+
+    async with sim_and_client() as (sim, client):
+        with pytest.raises(JournalDownError):
+            await client._api.call(
+                "POST",
+                "/api/open/v4/characterSwap/create",
+                json={"image": "https://img.example/1.png"},
+                idempotent=False,
+                before_send=before_send,
+            )
+    assert sim.stats.total_requests == 0
+
+
+async def test_http_session_is_refused_outside_the_block() -> None:
+    """The Api lends its session only while the client is open."""
+    client = AkoolClient("k", base_url="http://127.0.0.1:9")
+    with pytest.raises(ClientStateError, match="not open yet"):
+        client._api.http_session()
+    async with client:
+        assert not client._api.http_session().closed
+    with pytest.raises(ClientStateError, match="closed"):
+        client._api.http_session()

@@ -143,7 +143,9 @@ class FileServer:
     the first answers close the connection after half their body. ``wrong_start``: answer
     the first Range request with a Content-Range that starts elsewhere. ``gate``: an
     optional coroutine every request awaits before answering. ``fail``: (status,
-    Retry-After) answers given to the first requests.
+    Retry-After) answers given to the first requests. ``content_type``: the type of file
+    answers (None: no header). ``changed``: the file's next version (ETag ``"v2"``), served
+    from the answer after the first truncated one; ``If-Range`` is always ignored.
     """
 
     def __init__(
@@ -155,8 +157,13 @@ class FileServer:
         wrong_start: bool = False,
         gate: Callable[[], Any] | None = None,
         fail: tuple[tuple[int, str | None], ...] = (),
+        content_type: str | None = "video/mp4",
+        changed: bytes | None = None,
     ) -> None:
         self.body = body
+        self.content_type = content_type
+        self.changed = changed
+        self.etag = '"v1"'
         self.fail = list(fail)
         self.ranges = ranges
         self.truncate = truncate
@@ -215,7 +222,9 @@ class FileServer:
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         body, size = self.body, len(self.body)
-        status, headers = 200, {"Content-Type": "video/mp4", "ETag": '"v1"'}
+        status, headers = 200, {"ETag": self.etag}
+        if self.content_type is not None:
+            headers["Content-Type"] = self.content_type
         spec = request.headers.get("Range")
         if self.ranges and spec:
             start = int(spec.removeprefix("bytes=").rstrip("-"))
@@ -236,6 +245,8 @@ class FileServer:
             self.sent.append(len(half))
             assert request.transport is not None
             request.transport.abort()
+            if self.changed is not None:
+                self.body, self.changed, self.etag = self.changed, None, '"v2"'
             return response
         await response.write(body)
         self.sent.append(len(body))
@@ -460,6 +471,61 @@ async def test_content_range_mismatch_restarts(tmp_path: Path) -> None:
     assert ranges[1] is not None
     assert ranges[2] is None  # the bad 206 was discarded: start again without Range
     assert server.statuses == [200, 206, 200]
+
+
+async def test_a_part_of_a_changed_file_restarts_from_byte_zero(tmp_path: Path) -> None:
+    """A 206 whose ETag differs from the first part's (If-Range ignored) is never spliced."""
+    first, second = os.urandom(30_000), os.urandom(30_000)
+    async with (
+        FileServer(first, truncate=1, changed=second) as server,
+        local_client() as client,
+    ):
+        downloaded = await download_file(client._api, server.url(), tmp_path / "a.mp4")
+    assert (tmp_path / "a.mp4").read_bytes() == second
+    assert downloaded == Downloaded(tmp_path / "a.mp4", len(second), '"v2"')
+    assert server.headers[1].get("If-Range") == '"v1"'
+    assert server.statuses == [200, 206, 200]
+    assert server.headers[2].get("Range") is None
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/html; charset=utf-8", "application/json", "text/plain"]
+)
+async def test_a_non_video_answer_is_a_download_error(tmp_path: Path, content_type: str) -> None:
+    """A 200 that is not a video (an HTML error page) fails, naming its type; no file stays."""
+    mime = content_type.partition(";")[0]
+    async with (
+        FileServer(b"<html>oops</html>", content_type=content_type) as server,
+        local_client() as client,
+    ):
+        with pytest.raises(DownloadError, match=mime) as info:
+            await download(client, server.url(), tmp_path / "a.mp4")
+    assert info.value.file == tmp_path / "a.mp4"
+    assert listing(tmp_path) == []
+    assert server.statuses == [200]  # not retried
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "video/mp4", "application/octet-stream", "binary/octet-stream"]
+)
+async def test_video_and_octet_stream_answers_are_accepted(
+    tmp_path: Path, content_type: str | None
+) -> None:
+    """Video types, octet streams and a missing content type are saved, with size and ETag."""
+    body = os.urandom(5_000)
+    async with FileServer(body, content_type=content_type) as server, local_client() as client:
+        downloaded = await download_file(client._api, server.url(), tmp_path / "a.mp4")
+    assert downloaded == Downloaded(tmp_path / "a.mp4", 5_000, '"v1"')
+    assert (tmp_path / "a.mp4").read_bytes() == body
+
+
+async def test_downloader_fetch_reports_size_and_etag(tmp_path: Path) -> None:
+    """Downloader.fetch returns the saved file's path, size and strong ETag."""
+    body = os.urandom(7_000)
+    async with FileServer(body) as server, local_client() as client:
+        downloader = Downloader(client._api, tmp_path, concurrency=1)
+        downloaded = await downloader.fetch("job-1", server.url())
+    assert downloaded == Downloaded(tmp_path / "job-1.mp4", 7_000, '"v1"')
 
 
 async def test_retry_after_is_honoured(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 
 import anyio
 import anyio.lowlevel
@@ -250,11 +249,10 @@ async def test_cancellation_during_a_call_propagates() -> None:
         else:
             outcome.append("answer")
 
-    async with web_server(handler) as url, transport(url) as t:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(call, t)
-            await entered.wait()
-            tg.cancel_scope.cancel()
+    async with web_server(handler) as url, transport(url) as t, anyio.create_task_group() as tg:
+        tg.start_soon(call, t)
+        await entered.wait()
+        tg.cancel_scope.cancel()
     assert outcome == []
 
 

@@ -92,6 +92,15 @@ def check_download_url(url: object) -> URL:
     """
     if not isinstance(url, str) or not url.strip():
         raise DownloadError(f"a download URL must be a non-empty string, got {url!r:.80}")
+    _check_parts(url)
+    # Signed CDN URLs must reach the server byte for byte: keep an already-encoded URL as is.
+    if url.isascii() and not any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return URL(url, encoded=True)
+    return URL(url)
+
+
+def _check_parts(url: str) -> None:
+    """Scheme, host and userinfo of a download URL (see :func:`check_download_url`)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -120,10 +129,6 @@ def check_download_url(url: object) -> URL:
             "only for loopback hosts such as the simulator)",
             url=shown,
         )
-    # Signed CDN URLs must reach the server byte for byte: keep an already-encoded URL as is.
-    if url.isascii() and not any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        return URL(url, encoded=True)
-    return URL(url)
 
 
 def url_of(result_or_url: ResultOrUrl) -> str:
