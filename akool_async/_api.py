@@ -30,6 +30,7 @@ from ._errors import (
     ClientStateError,
     RateLimitError,
     ResponseError,
+    ValidationError,
 )
 from ._pacing import Pacer, share_cut
 from ._retry import retry_call
@@ -108,6 +109,17 @@ class _TokenFailure(Exception):  # noqa: N818 - a private carrier, never seen by
     def __init__(self, error: AkoolError) -> None:
         super().__init__()
         self.error = error
+
+
+def _encode_body(value: Any) -> bytes:
+    """The JSON body, encoded before anything is paced, journaled or sent."""
+    try:
+        return encode_json(value)
+    except UnicodeEncodeError:
+        # A lone surrogate ("\ud800") is valid in a Python str but not in UTF-8.
+        raise ValidationError(
+            "request", "contains text that cannot be encoded as UTF-8 (a lone surrogate)"
+        ) from None
 
 
 class Api:
@@ -225,7 +237,7 @@ class Api:
         out; if it raises, nothing is sent.
         """
         transport = self._open_transport()
-        body = None if json is None else encode_json(json)
+        body = None if json is None else _encode_body(json)
         pacer = self._get_pacer if idempotent else self._create_pacer
         refreshed = False
 

@@ -37,6 +37,7 @@ from akool_async._errors import (
     RetryLaterError,
     ServerError,
     SubmissionUncertainError,
+    ValidationError,
 )
 from akool_async._models import CharacterSwap, HeadSwap
 from akool_async._retry import create_may_retry, create_outcome_uncertain
@@ -759,3 +760,23 @@ async def test_http_session_is_refused_outside_the_block() -> None:
         assert not client._api.http_session().closed
     with pytest.raises(ClientStateError, match="closed"):
         client._api.http_session()
+
+
+async def test_an_unencodable_body_is_a_validation_error_before_anything_happens() -> None:
+    """A lone surrogate in a body is a ValidationError; before_send never runs, nothing is sent."""
+    called: list[bool] = []
+
+    async def before_send() -> None:
+        called.append(True)
+
+    async with sim_and_client() as (sim, client):
+        with pytest.raises(ValidationError, match="surrogate"):
+            await client._api.call(
+                "POST",
+                "/api/open/v4/characterSwap/create",
+                json={"prompt": "\ud800"},
+                idempotent=False,
+                before_send=before_send,
+            )
+    assert called == []
+    assert sim.stats.total_requests == 0
