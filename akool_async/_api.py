@@ -388,9 +388,7 @@ class Api:
             )
 
         # getToken creates nothing and costs nothing: safe to retry like a GET.
-        answer = await retry_call(
-            attempt, policy=self.retry_policy, clock=self.clock, rng=self.rng
-        )
+        answer = await retry_call(attempt, policy=self.retry_policy, clock=self.clock, rng=self.rng)
         token = answer.get("token")
         if not isinstance(token, str) or not token:
             raise ResponseError(

@@ -117,6 +117,22 @@ async def test_character_swap_create_get_wait() -> None:
     assert 2 <= polls <= 12  # exponential backoff, not a tight loop
 
 
+async def test_create_awaits_before_send_before_each_attempt() -> None:
+    """create(before_send=...) runs the hook before every attempt, nothing sent before it."""
+    async with sim_and_client() as (sim, client):
+        sim.inject("character_swap.create", "http_429")
+        seen: list[int] = []
+
+        async def before_send() -> None:
+            seen.append(sim.stats.requests.get("character_swap.create", 0))
+
+        task = await client.character_swap.create(
+            CharacterSwap(IMG, video()), before_send=before_send
+        )
+        assert sim.task(task.id).status == TaskStatus.QUEUEING
+    assert seen == [0, 1]  # the 429 proved no task: a second attempt, a second hook
+
+
 async def test_character_swap_run_and_failure() -> None:
     """run returns the completed result; a failing task raises TaskFailedError with it."""
     async with sim_and_client() as (_sim, client):

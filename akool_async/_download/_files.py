@@ -150,7 +150,6 @@ def make_directory(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
-
 async def open_sink(target: Path, *, overwrite: bool, flush_size: int) -> Sink:
     """Check ``target`` (its directory exists; no file there unless ``overwrite``) and open a
     temporary file beside it."""

@@ -67,7 +67,6 @@ class DownloadError(AkoolError):
         self.bytes_received = bytes_received
 
 
-
 def redact_url(url: str) -> str:
     """``url`` without userinfo, query and fragment, for messages and logs."""
     try:
@@ -106,9 +105,7 @@ def _check_parts(url: str) -> None:
         host = parts.hostname
         _ = parts.port  # raises ValueError on a bad port
     except ValueError as exc:
-        raise DownloadError(
-            f"download URL {redact_url(url)!r} is not a valid URL: {exc}"
-        ) from None
+        raise DownloadError(f"download URL {redact_url(url)!r} is not a valid URL: {exc}") from None
     scheme = parts.scheme.lower()
     shown = redact_url(url)
     if scheme not in ("http", "https"):
@@ -190,5 +187,3 @@ def safe_filename(key: str, suffix: str = ".mp4", *, max_length: int = MAX_FILEN
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_LENGTH]
     stem = stem[:room].rstrip(".") or "download"
     return f"{stem}-{digest}{suffix}"
-
-

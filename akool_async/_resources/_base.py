@@ -7,7 +7,7 @@ is one line of request and one line of structuring.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from akool_async._api import Api
@@ -34,16 +34,23 @@ class APIResource:
         return await self._api.call("GET", path, params=params, idempotent=True, task_id=task_id)
 
     async def _post(
-        self, path: str, *, json: Any, create_request: object = None
+        self,
+        path: str,
+        *,
+        json: Any,
+        create_request: object = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
         """A POST. With ``create_request`` it is a paid create, resent only on proof that no
-        task exists; without, it creates nothing paid and is retried like a GET."""
+        task exists; without, it creates nothing paid and is retried like a GET.
+        ``before_send`` is awaited right before each attempt goes out (see ``Api.call``)."""
         return await self._api.call(
             "POST",
             path,
             json=json,
             idempotent=create_request is None,
             create_request=create_request,
+            before_send=before_send,
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from akool_async._converters import (
     character_swap_to_wire,
     structure_character_swap_result,
@@ -24,17 +26,25 @@ class CharacterSwapResource(APIResource):
 
     __slots__ = ()
 
-    async def create(self, req: CharacterSwap) -> CharacterSwapTask:
+    async def create(
+        self, req: CharacterSwap, *, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> CharacterSwapTask:
         """Submit ``req``; return the created task (status QUEUEING, credits charged).
 
         Resent only when the error proves no task was created; an ambiguous failure raises
-        ``SubmissionUncertainError`` carrying ``req``.
+        ``SubmissionUncertainError`` carrying ``req``. ``before_send`` (for journals) is
+        awaited right before each attempt goes out; if it raises, nothing is sent.
         """
         if not isinstance(req, CharacterSwap):
             raise ValidationError(
                 "request", f"must be an akool_async.CharacterSwap (got {type(req).__name__})"
             )
-        data = await self._post(CREATE_PATH, json=character_swap_to_wire(req), create_request=req)
+        data = await self._post(
+            CREATE_PATH,
+            json=character_swap_to_wire(req),
+            create_request=req,
+            before_send=before_send,
+        )
         return structure_created(
             structure_character_swap_task, data, request=req, method="POST", path=CREATE_PATH
         )

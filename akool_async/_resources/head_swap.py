@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from akool_async._converters import (
     analyze_to_wire,
     head_swap_to_wire,
@@ -90,14 +92,19 @@ class HeadSwapResource(APIResource):
 
     # -- tasks ----------------------------------------------------------------------------
 
-    async def create(self, req: HeadSwap) -> HeadSwapTask:
+    async def create(
+        self, req: HeadSwap, *, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> HeadSwapTask:
         """Submit ``req`` (its video must have a completed analysis); return the task.
 
         Resent only when the error proves no task was created; an ambiguous failure raises
-        ``SubmissionUncertainError`` carrying ``req``.
+        ``SubmissionUncertainError`` carrying ``req``. ``before_send`` (for journals) is
+        awaited right before each attempt goes out; if it raises, nothing is sent.
         """
         req = _check_request(req)
-        data = await self._post(CREATE_PATH, json=head_swap_to_wire(req), create_request=req)
+        data = await self._post(
+            CREATE_PATH, json=head_swap_to_wire(req), create_request=req, before_send=before_send
+        )
         return structure_created(
             structure_head_swap_task, data, request=req, method="POST", path=CREATE_PATH
         )
