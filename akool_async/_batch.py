@@ -278,9 +278,7 @@ class Batch:
         self._slots = anyio.Semaphore(max_in_flight)
         # Request pacing (every attempt, AIMD on 429/1005) is the client's: one budget per
         # API key. The scheduler only orders polls by due time and bounds them in flight.
-        self._scheduler = PollScheduler(
-            self._policy, self._clock, room_to_hand_off=self._room_to_hand_off
-        )
+        self._scheduler = PollScheduler(self._policy, self._clock)
         self._queue = _OutcomeQueue()
         self._tg: TaskGroup | None = None
         # submit() hands jobs to the create workers through this stream; with a jobs
@@ -312,7 +310,7 @@ class Batch:
         self._downloader = (
             None
             if download_dir is None
-            else Downloader(client, download_dir, concurrency=download_concurrency)
+            else Downloader(client._api, download_dir, concurrency=download_concurrency)
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -632,11 +630,6 @@ class Batch:
             outcome = await self._download(journal, outcome)
         self._emit(outcome, handle, "running")
 
-    def _room_to_hand_off(self) -> bool:
-        """A poll handed to a worker would get a connection beside the next create's."""
-        transport = self._client._transport
-        return transport is not None and transport.spare_connections() > 1
-
     # -- webhooks -------------------------------------------------------------------------
 
     def _on_webhook(self, event: WebhookEvent) -> None:
@@ -670,7 +663,7 @@ class Batch:
                 if journal is not None:
                     await journal.mark_sending(key, resubmit_uncertain=self._resubmit_uncertain)
                 try:
-                    task_id: str = await resource._create_id(request)
+                    task_id: str = (await resource.create(request)).id
                 except RateLimitError as err:
                     # 429/1005 prove no task was created: safe to send again. The client's
                     # pacer has slowed down; the next attempt waits its turn.

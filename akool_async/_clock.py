@@ -1,8 +1,8 @@
 """The one place the SDK reads time and sleeps.
 
 Everything that waits (retry backoff, the poll scheduler, deadlines) goes through a
-:class:`Clock`, so tests can run at full speed and benchmarks can compress time by scaling
-policy values together with the simulator's ``time_scale``. Nothing here assumes a minimum
+:class:`Clock`, so tests can run at full speed and simulations can compress time by
+scaling policy values together with the simulator's ``time_scale``. Nothing here assumes a minimum
 interval: a zero or sub-millisecond sleep is valid.
 """
 
@@ -39,8 +39,7 @@ class SystemClock:
     __slots__ = ()
 
     def monotonic(self) -> float:
-        # The asyncio loop's clock *is* time.monotonic; calling it directly skips anyio's
-        # backend lookup on every pacer slot and poll (a hot path).
+        # The asyncio loop's clock is time.monotonic too.
         return time.monotonic()
 
     def wall(self) -> float:

@@ -44,14 +44,12 @@ def _positive_int(_inst: object, attr: attrs.Attribute[int], value: int) -> None
 class Timeouts:
     """Per-request timeouts (seconds).
 
-    - ``connect`` (10 s): waiting for a free pooled connection, and then (separately)
-      establishing a new TCP+TLS connection when the pool has none open.
+    - ``connect`` (10 s): waiting for a free pooled connection plus establishing a new
+      TCP+TLS connection (aiohttp's ``ClientTimeout.connect``); past it nothing was sent.
     - ``read`` (30 s): how long to wait for an answer. An API answer is a few hundred
       bytes that arrive together, so an API call must end within ``connect + read`` of
-      its start (and within ``total``). All calls share that budget, so one timer serves
-      them all, where aiohttp's timeouts cost a timer (or, per chunk, several) per call.
-      Downloads stream large files: for them ``read`` is the longest silence allowed
-      between two chunks.
+      its start (and within ``total``). Downloads stream large files: for them ``read`` is
+      the longest silence allowed between two chunks.
     - ``total`` (60 s): one API call from start to last byte. Akool answers creates within
       a few seconds; a minute means something is wrong and the retry policy should decide.
     """
@@ -100,8 +98,8 @@ class PollPolicy:
     - ``reconcile_interval`` (120 s): for jobs whose completion is expected by webhook, a slow
       safety poll in case the webhook never arrives.
 
-    Benchmarks compress time by scaling every value here together with the simulator's
-    ``time_scale``; nothing assumes a minimum interval.
+    Tests and simulations may compress time by scaling every value here together with the
+    simulator's ``time_scale``; nothing assumes a minimum interval.
     """
 
     initial: float = attrs.field(default=5.0, validator=_finite_non_negative)
@@ -140,7 +138,8 @@ class Limits:
     """Resource bounds of one client.
 
     - ``max_connections`` (64): open HTTP connections in the pool (aiohttp's ``limit``).
-    - ``max_connections_per_host`` (64): the same per host; Akool is one host.
+    - ``max_connections_per_host`` (64): the same per host; Akool is one host. Neither
+      applies to a session passed as ``AkoolClient(session=...)``: its own connector's do.
     - ``max_response_bytes`` (8 MiB): a larger API answer is refused (Akool's are < 10 kB).
     - ``keepalive_expiry`` (30 s): idle connections are closed after this.
     - ``max_creates_per_second`` (20): ceiling of the create budget. Akool documents no

@@ -9,7 +9,7 @@ overshoot. Each success then raises the rate by :data:`INCREASE` (a slow probe u
 until the ceiling. A pacer with an infinite ceiling sends freely until the first throttle.
 
 Cuts and probes are counted in requests, not seconds, so the sawtooth has the same shape
-at 20 requests/s as in a benchmark compressed to 20,000/s. At most one cut per
+at 20 requests/s as in a simulation compressed to 20,000/s. At most one cut per
 :data:`COOLDOWN` requests (the rejections of one burst arrive together and must not
 compound), sooner if a quarter of that span was rejected. Throttling that does not depend
 on our rate (a flaky gateway) still slows us: the server asked for less. :data:`FLOOR`

@@ -165,6 +165,44 @@ def _uncertain(err: AkoolError, create_request: object) -> SubmissionUncertainEr
     )
 
 
+def _check_retryable(err: AkoolError, *, is_create: bool, create_request: object) -> None:
+    """Raise what the caller must see if ``err`` may not be retried; return otherwise."""
+    if not is_create:
+        if not err.retryable:
+            raise err
+        return
+    if not create_may_retry(err):
+        if create_outcome_uncertain(err):
+            raise _uncertain(err, create_request) from err
+        raise err
+
+
+def _retry_delay(
+    err: AkoolError, retry_index: int, policy: RetryPolicy, rng: random.Random
+) -> float:
+    """Backoff for this retry, at least the server's Retry-After; raise ``err`` when the
+    server asks for longer than ``policy.max_retry_after``."""
+    delay = backoff_delay(retry_index, initial=policy.initial, cap=policy.max_delay, rng=rng)
+    retry_after = getattr(err, "retry_after", None)
+    if isinstance(retry_after, (int, float)):
+        if retry_after > policy.max_retry_after:
+            raise err
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _log_retry(attempt: int, err: AkoolError, delay: float, policy: RetryPolicy) -> None:
+    _logger.debug(
+        "retrying %s %s after %s (try %d of %d) in %.3f s",
+        err.method,
+        err.path,
+        type(err).__name__,
+        attempt,
+        policy.attempts,
+        delay,
+    )
+
+
 async def retry_call(
     fn: Callable[[], Awaitable[T]],
     *,
@@ -174,8 +212,7 @@ async def retry_call(
     create_request: object = None,
     idempotent: bool | None = None,
     on_retry: Callable[[int, AkoolError, float], None] | None = None,
-    first_error: AkoolError | None = None,
-    started: float | None = None,
+    progressed: Callable[[], bool] | None = None,
 ) -> T:
     """Await ``fn()`` until it succeeds or the policy says stop.
 
@@ -186,54 +223,30 @@ async def retry_call(
     cause.
 
     Stops after ``policy.attempts`` tries or when the next sleep would pass
-    ``policy.timeout`` seconds since the first try, re-raising the last error. A
-    ``RateLimitError.retry_after`` longer than ``policy.max_retry_after`` fails at once;
-    a shorter one is honoured as the minimum sleep. ``on_retry(attempt, err, delay)`` is
-    called before each sleep (``attempt`` counts tries made so far).
-
-    ``first_error`` (with ``started``, the clock reading before that try) is the failure of
-    a first try the caller already made inline: it is judged exactly as if ``fn()`` had
-    raised it, so a fast path can skip this machinery until something goes wrong.
+    ``policy.timeout`` seconds since the first try, re-raising the last error. An error's
+    ``retry_after`` longer than ``policy.max_retry_after`` fails at once; a shorter one is
+    honoured as the minimum sleep. ``on_retry(attempt, err, delay)`` is called before each
+    sleep (``attempt`` counts tries made so far). ``progressed()``, asked after each failure,
+    restarts both budgets when it returns True (a download that got further than ever).
     """
     is_create = create_request is not None if idempotent is None else not idempotent
-    start = clock.monotonic() if started is None else started
+    start = clock.monotonic()
     attempt = 0
-    pending = first_error
     while True:
-        if pending is not None:
-            err, pending = pending, None
-        else:
-            try:
-                return await fn()
-            except AkoolError as caught:
-                err = caught
-        attempt += 1
-        if is_create:
-            if not create_may_retry(err):
-                if create_outcome_uncertain(err):
-                    raise _uncertain(err, create_request) from err
-                raise err
-        elif not err.retryable:
-            raise err
-        if attempt >= policy.attempts:
-            raise err
-        delay = backoff_delay(attempt - 1, initial=policy.initial, cap=policy.max_delay, rng=rng)
-        if isinstance(err, RateLimitError) and err.retry_after is not None:
-            if err.retry_after > policy.max_retry_after:
-                raise err
-            delay = max(delay, err.retry_after)
-        if clock.monotonic() - start + delay > policy.timeout:
-            raise err
-        if on_retry is not None:
-            on_retry(attempt, err, delay)
-        elif _logger.isEnabledFor(logging.DEBUG):
-            _logger.debug(
-                "retrying %s %s after %s (try %d of %d) in %.3f s",
-                err.method,
-                err.path,
-                type(err).__name__,
-                attempt,
-                policy.attempts,
-                delay,
-            )
+        try:
+            return await fn()
+        except AkoolError as err:
+            if progressed is not None and progressed():
+                attempt, start = 0, clock.monotonic()
+            attempt += 1
+            _check_retryable(err, is_create=is_create, create_request=create_request)
+            if attempt >= policy.attempts:
+                raise
+            delay = _retry_delay(err, attempt - 1, policy, rng)
+            if clock.monotonic() - start + delay > policy.timeout:
+                raise
+            if on_retry is not None:
+                on_retry(attempt, err, delay)
+            else:
+                _log_retry(attempt, err, delay, policy)
         await clock.sleep(delay)

@@ -1,11 +1,12 @@
 """B1 by instruction count: the client's CPU instructions per job, SDK against the script.
 
-B1's wall-time pairs swing +-30 % on a shared machine; instructions do not. Each side (the
-hand-written aiohttp script and ``client.batch``, exactly as in ``b1_overhead``) runs as a
-client process under ``valgrind --tool=callgrind`` against one simulator process; a run of
-``N_JOBS`` jobs minus a run of none (both after the same warm-up) leaves the instructions
-per job. Under callgrind the client runs ~50x slower than the simulator, so every socket is
-ready when the client looks: per-iteration event-loop costs weigh less than in real time.
+B1's wall-time rounds swing +-30 % on a shared machine; instructions do not. Each side (the
+hand-written aiohttp and httpx scripts and ``client.batch``, exactly as in ``b1_overhead``)
+runs as a client process under ``valgrind --tool=callgrind`` against one simulator
+process; a run of ``N_JOBS`` jobs minus a run of none (both after the same warm-up) leaves
+the instructions per job. Under callgrind the client runs ~50x slower than the simulator,
+so every socket is ready when the client looks: per-iteration event-loop costs weigh less
+than in real time.
 Diagnostic, not a target of issue 4 (B1's target is on wall time). Needs valgrind.
 
 Run: ``python -m benchmarks b1i`` (about 90 s; not part of the default run).
@@ -21,11 +22,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from ._common import SimProcess, emit, row
-from .b1_overhead import DURATIONS, script, sdk
+from .b1_overhead import DURATIONS, SIDES
 
 N_JOBS = 1_000
 WARMUP_JOBS = 200
-SIDES = {"script": script, "sdk": sdk}
 
 
 def _child(side: str, url: str, key: str, run: int, n: int) -> None:

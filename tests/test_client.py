@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -9,11 +10,13 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import anyio
 import anyio.lowlevel
 import attrs
 import pytest
 
+from akool_async._api import Credentials
 from akool_async._client import AkoolClient
 from akool_async._config import Limits, PollPolicy, RetryPolicy, Timeouts
 from akool_async._converters import character_swap_to_wire
@@ -34,6 +37,7 @@ from akool_async._errors import (
     RetryLaterError,
     ServerError,
     SubmissionUncertainError,
+    ValidationError,
 )
 from akool_async._models import CharacterSwap, HeadSwap
 from akool_async._retry import create_may_retry, create_outcome_uncertain
@@ -201,7 +205,8 @@ def test_repr_hides_secrets() -> None:
     text = repr(token_client) + repr(token_client.character_swap) + repr(token_client.head_swap)
     assert "hidden-secret-456" not in text
     assert "auth='token'" in text
-    assert "super-secret-key-123" not in repr(client._credentials)
+    credentials = Credentials("api_key", api_key="super-secret-key-123")
+    assert "super-secret-key-123" not in repr(credentials)
 
 
 def test_policies_exposed() -> None:
@@ -255,7 +260,7 @@ async def test_wrong_api_key_is_1101_not_retried(simulator: AkoolSimulator) -> N
 async def test_missing_auth_header_is_1102(simulator: AkoolSimulator) -> None:
     """A request without credentials is answered 1102 (AuthenticationError)."""
     client = make_client(simulator)
-    client._headers = {}  # white-box: strip the session's auth header
+    client._api._api_key_headers = {}  # white-box: send no auth header
     async with client:
         with pytest.raises(AuthenticationError) as info:
             await client.get_credits()
@@ -305,9 +310,9 @@ async def test_token_refreshed_once_on_1101(simulator: AkoolSimulator) -> None:
         simulator, client_id=simulator.client_id, client_secret=simulator.client_secret
     ) as client:
         await client.get_credits()
-        client._bearer = {"Authorization": "Bearer sim.expired"}
+        client._api._bearer = {"Authorization": "Bearer sim.expired"}
         await client.get_credits()
-        client._bearer = {"Authorization": "Bearer sim.expired-again"}
+        client._api._bearer = {"Authorization": "Bearer sim.expired-again"}
         task = await client.character_swap.create(char_req())
     stats = simulator.stats
     assert stats.requests == {"get_token": 3, "credit": 3, "character_swap.create": 2}
@@ -321,15 +326,15 @@ async def test_token_refresh_happens_only_once(simulator: AkoolSimulator) -> Non
         simulator, client_id=simulator.client_id, client_secret=simulator.client_secret
     ) as client:
         await client.get_credits()
-        client._bearer = {"Authorization": "Bearer sim.expired"}
+        client._api._bearer = {"Authorization": "Bearer sim.expired"}
         simulator.add_account(api_key="other-account-key-000001", client_id="other-client")
-        real_fetch = client._fetch_token
+        real_fetch = client._api._fetch_token
 
         async def bad_fetch() -> str:
             await real_fetch()
             return "sim.still-bad"
 
-        client._fetch_token = bad_fetch  # type: ignore[method-assign]
+        client._api._fetch_token = bad_fetch  # type: ignore[method-assign]
         with pytest.raises(AuthenticationError):
             await client.get_credits()
     assert simulator.stats.requests["credit"] == 3
@@ -386,7 +391,7 @@ async def test_rate_limit_from_token_bucket() -> None:
     """The simulator's rate limiter (1005) is retried until a token is available."""
     retry = RetryPolicy(attempts=10, timeout=1e6, initial=1.0, max_delay=4.0)
     async with sim_and_client({"rate_limit": 1.0}, retry=retry) as (sim, client):
-        client._rng = random.Random(0)
+        client._api.rng = random.Random(0)
         for _ in range(3):
             await client.get_credits()
     assert sim.stats.rate_limited >= 1
@@ -620,14 +625,14 @@ async def test_secrets_never_logged_or_in_errors(caplog: pytest.LogCaptureFixtur
         secret = sim.client_secret
         async with make_client(sim, client_id=sim.client_id, client_secret=secret) as client:
             await client.get_credits()
-            token = client._bearer["Authorization"].split()[1] if client._bearer else ""
+            token = client._api._bearer["Authorization"].split()[1] if client._api._bearer else ""
             assert token
             sim.inject("character_swap.create", "http_429", "drop_after")
             texts += await error_texts(client.character_swap.create(char_req()))
             texts += await error_texts(client.character_swap.get("f" * 24))
-            client._bearer = {"Authorization": "Bearer sim.stale"}
+            client._api._bearer = {"Authorization": "Bearer sim.stale"}
             await client.get_credits()
-            token2 = client._bearer["Authorization"].split()[1]
+            token2 = client._api._bearer["Authorization"].split()[1]
             texts.append(repr(client))
         async with make_client(sim, api_key=sim.api_key) as client:
             sim.inject("credit", "http_503", "malformed_json")
@@ -639,3 +644,139 @@ async def test_secrets_never_logged_or_in_errors(caplog: pytest.LogCaptureFixtur
     assert "akool_async" in {r.name for r in caplog.records}
     for value in (secret, sim.api_key, token, token2):
         assert value not in blob
+
+
+# --------------------------------------------------------------------------- session, keys, Api
+
+
+async def test_a_session_owned_by_the_caller_is_used_and_left_open(
+    simulator: AkoolSimulator,
+) -> None:
+    """With session=..., requests go through that session, which stays open and keyless."""
+    sent: list[str] = []
+
+    async def on_request_start(
+        session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        sent.append(params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        async with make_client(simulator, session=session) as client:
+            assert await client.get_credits() == simulator.balance()
+        assert not session.closed
+        assert sent == ["/api/open/v3/faceswap/quota/info"]
+        assert all(simulator.api_key not in value for value in session.headers.values())
+        async with session.get(f"{simulator.base_url}/api/open/v3/faceswap/quota/info") as r:
+            assert (await r.json())["code"] == 1102  # the session itself carries no key
+    assert simulator.stats.requests == {"credit": 2}
+
+
+def test_session_must_be_an_aiohttp_session() -> None:
+    """A session that is not an aiohttp.ClientSession is a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match=r"aiohttp\.ClientSession"):
+        AkoolClient("k", session=object())  # type: ignore[arg-type]
+
+
+async def test_a_key_read_with_its_newline_works(simulator: AkoolSimulator) -> None:
+    """Whitespace around an API key (a line read from a file) is removed before use."""
+    async with make_client(simulator, api_key=f"  {simulator.api_key}\r\n") as client:
+        assert await client.get_credits() == simulator.balance()
+
+
+@pytest.mark.parametrize("name", ["api_key", "client_secret", "env"])
+def test_control_characters_in_a_secret_are_refused_without_quoting_it(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret with a control character inside is a ConfigurationError that hides it."""
+    secret = "sk-abc\x1bdef\nghi"
+    kwargs: dict[str, str] = {}
+    if name == "api_key":
+        kwargs["api_key"] = secret
+    elif name == "client_secret":
+        kwargs.update(client_id="cid", client_secret=secret)
+    else:
+        monkeypatch.setenv("AKOOL_API_KEY", secret)
+    with pytest.raises(ConfigurationError, match="control characters") as info:
+        AkoolClient(**kwargs)
+    assert "abc" not in str(info.value)
+    assert "def" not in str(info.value)
+
+
+def test_account_digest_names_the_account_not_the_key() -> None:
+    """The digest is the SHA-256 prefix of the key (or client id), never the secret."""
+    key = "sk-digest-test-0123456789"
+    digest = AkoolClient(key)._api.account_digest
+    assert digest == hashlib.sha256(key.encode()).hexdigest()[:16]
+    assert key not in digest
+    assert AkoolClient("another-key")._api.account_digest != digest
+    token = AkoolClient(client_id="cid-1", client_secret="s1")._api.account_digest
+    assert token == AkoolClient(client_id="cid-1", client_secret="s2")._api.account_digest
+
+
+async def test_before_send_runs_once_per_attempt_right_before_sending() -> None:
+    """before_send is awaited before each attempt's request, and only then is it sent."""
+    async with sim_and_client() as (sim, client):
+        sim.inject("credit", "http_503")
+        seen: list[int] = []
+
+        async def before_send() -> None:
+            seen.append(sim.stats.total_requests)
+
+        await client._api.call(
+            "GET", "/api/open/v3/faceswap/quota/info", idempotent=True, before_send=before_send
+        )
+    assert seen == [0, 1]  # nothing was sent before the first call, one before the second
+
+
+async def test_a_failing_before_send_sends_nothing() -> None:
+    """If before_send raises, the create is not sent and its error propagates."""
+
+    class JournalDownError(Exception):
+        pass
+
+    async def before_send() -> None:
+        raise JournalDownError
+
+    async with sim_and_client() as (sim, client):
+        with pytest.raises(JournalDownError):
+            await client._api.call(
+                "POST",
+                "/api/open/v4/characterSwap/create",
+                json={"image": "https://img.example/1.png"},
+                idempotent=False,
+                before_send=before_send,
+            )
+    assert sim.stats.total_requests == 0
+
+
+async def test_http_session_is_refused_outside_the_block() -> None:
+    """The Api lends its session only while the client is open."""
+    client = AkoolClient("k", base_url="http://127.0.0.1:9")
+    with pytest.raises(ClientStateError, match="not open yet"):
+        client._api.http_session()
+    async with client:
+        assert not client._api.http_session().closed
+    with pytest.raises(ClientStateError, match="closed"):
+        client._api.http_session()
+
+
+async def test_an_unencodable_body_is_a_validation_error_before_anything_happens() -> None:
+    """A lone surrogate in a body is a ValidationError; before_send never runs, nothing is sent."""
+    called: list[bool] = []
+
+    async def before_send() -> None:
+        called.append(True)
+
+    async with sim_and_client() as (sim, client):
+        with pytest.raises(ValidationError, match="surrogate"):
+            await client._api.call(
+                "POST",
+                "/api/open/v4/characterSwap/create",
+                json={"prompt": "\ud800"},
+                idempotent=False,
+                before_send=before_send,
+            )
+    assert called == []
+    assert sim.stats.total_requests == 0

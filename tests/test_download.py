@@ -24,9 +24,10 @@ from akool_async._client import AkoolClient
 from akool_async._config import RetryPolicy
 from akool_async._download import (
     MAX_FILENAME_LENGTH,
+    Downloaded,
     Downloader,
     DownloadError,
-    download,
+    download_file,
     download_many,
     safe_filename,
 )
@@ -98,6 +99,13 @@ async def local_client(retry: RetryPolicy = FAST_RETRY) -> AsyncIterator[AkoolCl
         yield client
 
 
+async def download(client: AkoolClient, item: Any, path: Path, **options: Any) -> Path:
+    """The engine of ``client.download`` with test-only options (``retry``), via its Api."""
+    downloaded = await download_file(client._api, item, path, **options)
+    assert downloaded.path == path
+    return downloaded.path
+
+
 async def completed(client: AkoolClient, name: str = "v") -> CharacterSwapResult:
     """A completed character swap result whose output the simulator serves."""
     result = await client.character_swap.run(CharacterSwap(IMG, f"https://vid.example/{name}.mp4"))
@@ -135,7 +143,9 @@ class FileServer:
     the first answers close the connection after half their body. ``wrong_start``: answer
     the first Range request with a Content-Range that starts elsewhere. ``gate``: an
     optional coroutine every request awaits before answering. ``fail``: (status,
-    Retry-After) answers given to the first requests.
+    Retry-After) answers given to the first requests. ``content_type``: the type of file
+    answers (None: no header). ``changed``: the file's next version (ETag ``"v2"``), served
+    from the answer after the first truncated one; ``If-Range`` is always ignored.
     """
 
     def __init__(
@@ -147,8 +157,13 @@ class FileServer:
         wrong_start: bool = False,
         gate: Callable[[], Any] | None = None,
         fail: tuple[tuple[int, str | None], ...] = (),
+        content_type: str | None = "video/mp4",
+        changed: bytes | None = None,
     ) -> None:
         self.body = body
+        self.content_type = content_type
+        self.changed = changed
+        self.etag = '"v1"'
         self.fail = list(fail)
         self.ranges = ranges
         self.truncate = truncate
@@ -207,7 +222,9 @@ class FileServer:
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         body, size = self.body, len(self.body)
-        status, headers = 200, {"Content-Type": "video/mp4", "ETag": '"v1"'}
+        status, headers = 200, {"ETag": self.etag}
+        if self.content_type is not None:
+            headers["Content-Type"] = self.content_type
         spec = request.headers.get("Range")
         if self.ranges and spec:
             start = int(spec.removeprefix("bytes=").rstrip("-"))
@@ -228,6 +245,8 @@ class FileServer:
             self.sent.append(len(half))
             assert request.transport is not None
             request.transport.abort()
+            if self.changed is not None:
+                self.body, self.changed, self.etag = self.changed, None, '"v2"'
             return response
         await response.write(body)
         self.sent.append(len(body))
@@ -264,7 +283,7 @@ async def test_many_downloads_byte_identical_under_injected_faults(tmp_path: Pat
         storm = rng.choices(["truncate", "truncate", "http_502", None], k=60)
         sim.inject("files", *storm)
         policy = RetryPolicy(attempts=8, timeout=1e6, initial=0.01, max_delay=0.05)
-        outcomes = await download_many(client, results, tmp_path, concurrency=3, retry=policy)
+        outcomes = await download_many(client._api, results, tmp_path, concurrency=3, retry=policy)
         faults = sim.stats.faults
     assert [o.key for o in outcomes] == list(results)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
@@ -396,11 +415,9 @@ async def test_no_secrets_sent_and_session_reused(tmp_path: Path) -> None:
     """Download requests carry no API key, no Authorization and no cookie, on the one session."""
     body = os.urandom(10_000)
     async with FileServer(body, truncate=1) as server, local_client() as client:
-        transport = client._transport
-        assert transport is not None
-        session = transport._session
+        session = client._api.http_session()
         await download(client, server.url(), tmp_path / "a.mp4")
-        assert transport._session is session
+        assert client._api.http_session() is session
     assert len(server.headers) == 2
     for headers in server.headers:
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -454,6 +471,61 @@ async def test_content_range_mismatch_restarts(tmp_path: Path) -> None:
     assert ranges[1] is not None
     assert ranges[2] is None  # the bad 206 was discarded: start again without Range
     assert server.statuses == [200, 206, 200]
+
+
+async def test_a_part_of_a_changed_file_restarts_from_byte_zero(tmp_path: Path) -> None:
+    """A 206 whose ETag differs from the first part's (If-Range ignored) is never spliced."""
+    first, second = os.urandom(30_000), os.urandom(30_000)
+    async with (
+        FileServer(first, truncate=1, changed=second) as server,
+        local_client() as client,
+    ):
+        downloaded = await download_file(client._api, server.url(), tmp_path / "a.mp4")
+    assert (tmp_path / "a.mp4").read_bytes() == second
+    assert downloaded == Downloaded(tmp_path / "a.mp4", len(second), '"v2"')
+    assert server.headers[1].get("If-Range") == '"v1"'
+    assert server.statuses == [200, 206, 200]
+    assert server.headers[2].get("Range") is None
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/html; charset=utf-8", "application/json", "text/plain"]
+)
+async def test_a_non_video_answer_is_a_download_error(tmp_path: Path, content_type: str) -> None:
+    """A 200 that is not a video (an HTML error page) fails, naming its type; no file stays."""
+    mime = content_type.partition(";")[0]
+    async with (
+        FileServer(b"<html>oops</html>", content_type=content_type) as server,
+        local_client() as client,
+    ):
+        with pytest.raises(DownloadError, match=mime) as info:
+            await download(client, server.url(), tmp_path / "a.mp4")
+    assert info.value.file == tmp_path / "a.mp4"
+    assert listing(tmp_path) == []
+    assert server.statuses == [200]  # not retried
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "video/mp4", "application/octet-stream", "binary/octet-stream"]
+)
+async def test_video_and_octet_stream_answers_are_accepted(
+    tmp_path: Path, content_type: str | None
+) -> None:
+    """Video types, octet streams and a missing content type are saved, with size and ETag."""
+    body = os.urandom(5_000)
+    async with FileServer(body, content_type=content_type) as server, local_client() as client:
+        downloaded = await download_file(client._api, server.url(), tmp_path / "a.mp4")
+    assert downloaded == Downloaded(tmp_path / "a.mp4", 5_000, '"v1"')
+    assert (tmp_path / "a.mp4").read_bytes() == body
+
+
+async def test_downloader_fetch_reports_size_and_etag(tmp_path: Path) -> None:
+    """Downloader.fetch returns the saved file's path, size and strong ETag."""
+    body = os.urandom(7_000)
+    async with FileServer(body) as server, local_client() as client:
+        downloader = Downloader(client._api, tmp_path, concurrency=1)
+        downloaded = await downloader.fetch("job-1", server.url())
+    assert downloaded == Downloaded(tmp_path / "job-1.mp4", 7_000, '"v1"')
 
 
 async def test_retry_after_is_honoured(tmp_path: Path) -> None:
@@ -537,7 +609,7 @@ async def test_bounded_concurrency(tmp_path: Path) -> None:
 
     async with FileServer(b"z" * 2000, gate=gate) as server, local_client() as client:
         items = [(f"k{i}", server.url()) for i in range(9)]
-        outcomes = await download_many(client, items, tmp_path / "out", concurrency=3)
+        outcomes = await download_many(client._api, items, tmp_path / "out", concurrency=3)
     assert all(o.ok for o in outcomes)
     assert server.max_in_flight == 3
     assert len(listing(tmp_path / "out")) == 9
@@ -548,7 +620,7 @@ async def test_download_many_reports_name_collisions(tmp_path: Path) -> None:
     async with FileServer(b"q" * 100) as server, local_client() as client:
         url = server.url()
         items = [("a/b", url), ("ok", url), ("a/b", url), ("a_b-c14cddc0", url)]
-        outcomes = await download_many(client, items, tmp_path, concurrency=1)
+        outcomes = await download_many(client._api, items, tmp_path, concurrency=1)
     assert [o.ok for o in outcomes] == [True, True, False, False]
     assert "is repeated" in str(outcomes[2].error)
     assert "maps to the same file as 'a/b'" in str(outcomes[3].error)
@@ -558,7 +630,7 @@ async def test_download_many_reports_name_collisions(tmp_path: Path) -> None:
 async def test_downloader_paths_and_overwrite(tmp_path: Path) -> None:
     """Downloader saves to directory/safe_filename(key) and respects overwrite=False."""
     async with FileServer(b"w" * 100) as server, local_client() as client:
-        downloader = Downloader(client, tmp_path / "d", concurrency=2)
+        downloader = Downloader(client._api, tmp_path / "d", concurrency=2)
         path = await downloader.download("../../etc/passwd", server.url())
         assert path.parent == tmp_path / "d"
         assert path == downloader.path_for("../../etc/passwd")

@@ -36,7 +36,7 @@ from akool_async._models import (
     HeadSwapTask,
     TaskStatus,
 )
-from akool_async._resources import created_id, structure_created
+from akool_async._resources._base import structure_created
 from akool_async.testing import CHARACTER_SWAP_RATES, AkoolSimulator
 
 pytestmark = pytest.mark.anyio
@@ -115,6 +115,22 @@ async def test_character_swap_create_get_wait() -> None:
         assert done.input_video_url == req.video
         polls = sim.stats.polls[task.id]
     assert 2 <= polls <= 12  # exponential backoff, not a tight loop
+
+
+async def test_create_awaits_before_send_before_each_attempt() -> None:
+    """create(before_send=...) runs the hook before every attempt, nothing sent before it."""
+    async with sim_and_client() as (sim, client):
+        sim.inject("character_swap.create", "http_429")
+        seen: list[int] = []
+
+        async def before_send() -> None:
+            seen.append(sim.stats.requests.get("character_swap.create", 0))
+
+        task = await client.character_swap.create(
+            CharacterSwap(IMG, video()), before_send=before_send
+        )
+        assert sim.task(task.id).status == TaskStatus.QUEUEING
+    assert seen == [0, 1]  # the 429 proved no task: a second attempt, a second hook
 
 
 async def test_character_swap_run_and_failure() -> None:
@@ -323,15 +339,11 @@ async def test_random_invalid_arguments_send_nothing(
     assert simulator.stats.total_requests == 0
 
 
-def test_created_id_needs_only_the_id_and_keeps_create_safety_without_one() -> None:
-    """A batch reads a create answer's ``_id`` alone; with no id it is still uncertain."""
+def test_unreadable_create_answer_is_uncertain_and_keeps_the_id() -> None:
+    """A create answer whose model cannot be built is uncertain, carrying the readable id."""
     odd = {"_id": "689174694b4dbdd4ab3d28c9", "status": "not-a-status", "create_time": "?"}
     where = {"request": object(), "method": "POST", "path": "/create"}
-    assert created_id(structure_character_swap_task, odd, **where) == odd["_id"]
-    # The full model cannot be built from that answer: create() reports it as uncertain.
     with pytest.raises(SubmissionUncertainError) as full:
         structure_created(structure_character_swap_task, odd, **where)
     assert full.value.task_id == odd["_id"]
-    with pytest.raises(SubmissionUncertainError) as none:
-        created_id(structure_character_swap_task, {"status": 1}, **where)
-    assert none.value.request is where["request"]
+    assert full.value.request is where["request"]

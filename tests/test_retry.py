@@ -388,37 +388,29 @@ async def test_retry_sleeps_respect_policy(attempts: int, seed: int) -> None:
     assert all(0 <= s <= 1.0 for s in clock.sleeps)
 
 
-async def test_a_first_error_from_an_inline_try_counts_as_the_first_attempt() -> None:
-    """first_error is judged like fn()'s own failure: it uses up one attempt and its sleep."""
+async def test_progress_restarts_the_attempt_budget() -> None:
+    """A failure after progress starts a fresh budget of attempts, itself included."""
     clock = StepClock()
-    fn, calls = failing([ServerError(str(i)) for i in range(10)])
-    with pytest.raises(ServerError, match="2"):
+    errors = [ServerError("a"), ServerError("b"), ServerError("c"), ServerError("d")]
+    fn, calls = failing(errors)
+    progress = iter([False, True, False, False])
+    policy = RetryPolicy(attempts=3, timeout=1e6, initial=0.01, max_delay=0.01)
+    with pytest.raises(ServerError) as info:
         await retry_call(
-            fn,
-            policy=POLICY,
-            clock=clock,
-            rng=random.Random(1),
-            first_error=ServerError("inline"),
-            started=clock.now,
+            fn, policy=policy, clock=clock, rng=random.Random(1), progressed=lambda: next(progress)
         )
-    assert calls[0] == POLICY.attempts - 1  # the inline try was the first of four
-    assert len(clock.sleeps) == POLICY.attempts - 1
+    # Tries 1-2 fail; try 2 made progress (budget restarts at 1); tries 3-4 use it up.
+    assert calls == [4]
+    assert str(info.value) == "d"
 
 
-async def test_an_ambiguous_inline_create_failure_is_never_resent() -> None:
-    """A create whose inline first try timed out after sending is uncertain; fn never runs."""
-    clock = StepClock()
-    fn, calls = failing([])
-    request = object()
-    with pytest.raises(SubmissionUncertainError) as info:
-        await retry_call(
-            fn,
-            policy=POLICY,
-            clock=clock,
-            rng=random.Random(1),
-            create_request=request,
-            first_error=RequestTimeoutError("lost"),
-        )
-    assert calls[0] == 0
-    assert info.value.request is request
-    assert clock.sleeps == []
+async def test_any_error_retry_after_above_the_cap_fails_at_once() -> None:
+    """A retry_after hint on any retryable error (a busy file server) is capped too."""
+
+    class BusyError(ServerError):
+        retry_after = 120.0
+
+    fn, calls = failing([BusyError("busy")])
+    with pytest.raises(BusyError):
+        await retry_call(fn, policy=POLICY, clock=StepClock(), rng=random.Random(1))
+    assert calls == [1]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
 
 from akool_async._converters import (
     analyze_to_wire,
@@ -21,17 +20,8 @@ from akool_async._models import (
     url_problem,
 )
 
-from . import (
-    check_deadline,
-    check_id,
-    created_id,
-    structure_created,
-    structure_polled,
-    wait_terminal,
-)
-
-if TYPE_CHECKING:
-    from akool_async._client import AkoolClient
+from ._base import APIResource, structure_created, structure_polled
+from ._polling import check_deadline, check_id, time_left, wait_terminal
 
 __all__ = [
     "ANALYSIS_PATH",
@@ -47,16 +37,18 @@ CREATE_PATH = "/api/open/v4/headswap/task/create"
 DETAIL_PATH = "/api/open/v4/headswap/task/detail"
 
 
-class HeadSwapResource:
+def _check_request(req: object) -> HeadSwap:
+    if not isinstance(req, HeadSwap):
+        raise ValidationError(
+            "request", f"must be an akool_async.HeadSwap (got {type(req).__name__})"
+        )
+    return req
+
+
+class HeadSwapResource(APIResource):
     """Head Swap calls of one client (``client.head_swap``)."""
 
-    __slots__ = ("_client",)
-
-    def __init__(self, client: AkoolClient) -> None:
-        self._client = client
-
-    def __repr__(self) -> str:
-        return f"<HeadSwapResource of {self._client!r}>"
+    __slots__ = ()
 
     # -- analysis -------------------------------------------------------------------------
 
@@ -70,21 +62,13 @@ class HeadSwapResource:
         problem = url_problem(video_url)
         if problem is not None:
             raise ValidationError("video_url", problem)
-        data = await self._client._request(
-            "POST", ANALYZE_PATH, json=analyze_to_wire(video_url), idempotent=True
-        )
+        data = await self._post(ANALYZE_PATH, json=analyze_to_wire(video_url))
         return structure_head_swap_analysis(data)
 
     async def get_analysis(self, analysis_id: str) -> HeadSwapAnalysis:
         """The current state of analysis ``analysis_id``."""
         analysis_id = check_id("analysis_id", analysis_id)
-        data = await self._client._request(
-            "GET",
-            ANALYSIS_PATH,
-            params={"_id": analysis_id},
-            idempotent=True,
-            task_id=analysis_id,
-        )
+        data = await self._get(ANALYSIS_PATH, params={"_id": analysis_id}, task_id=analysis_id)
         return structure_polled(
             structure_head_swap_analysis,
             data,
@@ -103,61 +87,32 @@ class HeadSwapResource:
         analysis_id = check_id("analysis_id", analysis_id)
         seconds = check_deadline(deadline)
         return await wait_terminal(
-            self._client,
-            self.get_analysis,
-            analysis_id,
-            deadline=seconds,
-            what="head-swap analysis",
+            self._api, self.get_analysis, analysis_id, deadline=seconds, what="head-swap analysis"
         )
 
     # -- tasks ----------------------------------------------------------------------------
 
-    async def create(self, req: HeadSwap) -> HeadSwapTask:
+    async def create(
+        self, req: HeadSwap, *, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> HeadSwapTask:
         """Submit ``req`` (its video must have a completed analysis); return the task.
 
         Resent only when the error proves no task was created; an ambiguous failure raises
-        ``SubmissionUncertainError`` carrying ``req``.
+        ``SubmissionUncertainError`` carrying ``req``. ``before_send`` (for journals) is
+        awaited right before each attempt goes out; if it raises, nothing is sent.
         """
-        if not isinstance(req, HeadSwap):
-            raise ValidationError(
-                "request", f"must be an akool_async.HeadSwap (got {type(req).__name__})"
-            )
-        data = await self._send_create(req)
+        req = _check_request(req)
+        data = await self._post(
+            CREATE_PATH, json=head_swap_to_wire(req), create_request=req, before_send=before_send
+        )
         return structure_created(
-            structure_head_swap_task, data, request=req, method="POST", path=CREATE_PATH
-        )
-
-    def _send_create(self, req: HeadSwap) -> Awaitable[dict[str, Any]]:
-        """POST the create: retried only on proof that no task exists (see _request).
-
-        A plain function returning the call's awaitable: one coroutine frame fewer on
-        every create's await chain."""
-        return self._client._request(
-            "POST",
-            CREATE_PATH,
-            json=head_swap_to_wire(req),
-            idempotent=False,
-            create_request=req,
-        )
-
-    async def _create_id(self, req: HeadSwap) -> str:
-        """Like :meth:`create` (same request, retries and create safety), returning only the
-        new task's id: what a batch needs (see ``created_id``)."""
-        data = await self._send_create(req)
-        return created_id(
             structure_head_swap_task, data, request=req, method="POST", path=CREATE_PATH
         )
 
     async def get(self, task_id: str) -> HeadSwapResult:
         """The current state of head-swap task ``task_id``."""
         task_id = check_id("task_id", task_id)
-        data = await self._client._request(
-            "GET",
-            DETAIL_PATH,
-            params={"_id": task_id},
-            idempotent=True,
-            task_id=task_id,
-        )
+        data = await self._get(DETAIL_PATH, params={"_id": task_id}, task_id=task_id)
         return structure_polled(
             structure_head_swap_result, data, method="GET", path=DETAIL_PATH, task_id=task_id
         )
@@ -169,9 +124,7 @@ class HeadSwapResource:
         """
         task_id = check_id("task_id", task_id)
         seconds = check_deadline(deadline)
-        return await wait_terminal(
-            self._client, self.get, task_id, deadline=seconds, what="head swap"
-        )
+        return await wait_terminal(self._api, self.get, task_id, deadline=seconds, what="head swap")
 
     async def run(self, req: HeadSwap, *, deadline: float | None = None) -> HeadSwapResult:
         """analyze -> wait_analysis -> check the mappings -> create -> wait.
@@ -180,25 +133,15 @@ class HeadSwapResource:
         ``FaceMappingError`` (listing the detected obj_ids) is raised before any create.
         ``deadline`` (seconds from now) covers the whole sequence.
         """
-        if not isinstance(req, HeadSwap):
-            raise ValidationError(
-                "request", f"must be an akool_async.HeadSwap (got {type(req).__name__})"
-            )
+        req = _check_request(req)
         seconds = check_deadline(deadline)
-        clock = self._client.clock
-        start = clock.monotonic()
-
-        def left() -> float | None:
-            if seconds is None:
-                return None
-            return max(seconds - (clock.monotonic() - start), 1e-9)
-
+        start = self._api.clock.monotonic()
         analysis = await self.analyze(req.video_url)
         analysis = await wait_terminal(
-            self._client,
+            self._api,
             self.get_analysis,
             analysis.id,
-            deadline=left(),
+            deadline=time_left(self._api, seconds, start),
             what="head-swap analysis",
             poll_first=False,
         )
@@ -208,5 +151,10 @@ class HeadSwapResource:
             raise FaceMappingError(missing, detected, req.video_url)
         task = await self.create(req)
         return await wait_terminal(
-            self._client, self.get, task.id, deadline=left(), what="head swap", poll_first=False
+            self._api,
+            self.get,
+            task.id,
+            deadline=time_left(self._api, seconds, start),
+            what="head swap",
+            poll_first=False,
         )
