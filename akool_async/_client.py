@@ -36,7 +36,7 @@ from ._config import (
     RetryPolicy,
     Timeouts,
 )
-from ._download import DEFAULT_CHUNK_SIZE, MAX_REDIRECTS
+from ._download import DEFAULT_CHUNK_SIZE, MAX_REDIRECTS, Downloader
 from ._download import download as _download
 from ._envelope import decode_response, success_data
 from ._errors import (
@@ -683,8 +683,11 @@ class AkoolClient:
             resubmit_uncertain=resubmit_uncertain,
             webhook_url=webhook_url,
             webhooks=webhooks,
-            download_dir=download_dir,
-            download_concurrency=download_concurrency,
+            downloader=(
+                None
+                if download_dir is None
+                else Downloader(self, download_dir, concurrency=download_concurrency)
+            ),
         )
 
     async def download(
