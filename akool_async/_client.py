@@ -33,7 +33,7 @@ from ._config import (
     RetryPolicy,
     Timeouts,
 )
-from ._download import DEFAULT_CHUNK_SIZE, MAX_REDIRECTS, download_file
+from ._download import DEFAULT_CHUNK_SIZE, MAX_REDIRECTS, Downloader, download_file
 from ._errors import ClientStateError, ConfigurationError, ResponseError
 from ._journal import Journal
 from ._net import is_loopback_host
@@ -356,8 +356,11 @@ class AkoolClient:
             resubmit_uncertain=resubmit_uncertain,
             webhook_url=webhook_url,
             webhooks=webhooks,
-            download_dir=download_dir,
-            download_concurrency=download_concurrency,
+            downloader=(
+                None
+                if download_dir is None
+                else Downloader(self._api, download_dir, concurrency=download_concurrency)
+            ),
         )
 
     async def download(

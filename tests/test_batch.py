@@ -79,7 +79,7 @@ def fast_sim(**kw: object) -> AkoolSimulator:
     return AkoolSimulator(time_scale=SCALE, **kw)  # type: ignore[arg-type]
 
 
-async def test_every_job_gets_exactly_one_outcome_in_completion_order() -> None:
+async def test_every_job_gets_exactly_one_outcome() -> None:
     """Mixed character and head swaps each yield one successful outcome, keyed by index."""
     jobs: list[akool.CharacterSwap | akool.HeadSwap] = [char(i) for i in range(30)]
     jobs += [head(i) for i in range(10)]
@@ -98,6 +98,40 @@ async def test_every_job_gets_exactly_one_outcome_in_completion_order() -> None:
         assert o.task_id == o.result.id
     assert stats.duplicate_creates == 0
     assert creates == 40
+
+
+async def test_outcomes_are_yielded_in_completion_order() -> None:
+    """Jobs that finish in an order unlike their input order are yielded as they finished."""
+    lengths = [5, 3, 4, 1, 2]  # source seconds: job i takes 10 + 10 * lengths[i] seconds
+    durations = {"character_swap": Duration(queue=0.0, process=10.0, per_video_second=10.0)}
+    jobs = [
+        akool.CharacterSwap(
+            f"https://example.com/img/{i}.png", f"https://example.com/video/{i}.mp4?duration={n}"
+        )
+        for i, n in enumerate(lengths)
+    ]
+    all_running = anyio.Event()
+    completed = [anyio.Event() for _ in range(len(jobs) + 1)]
+
+    def progress(stats: akool.BatchStats) -> None:
+        if stats.running == len(jobs):
+            all_running.set()
+        completed[stats.completed].set()
+
+    # Simulated time moves only when the test says so: one job finishes at a time.
+    async with (
+        AkoolSimulator(manual_clock=True, durations=durations) as sim,
+        client_for(sim) as client,
+        client.batch(jobs, progress=progress) as outcomes,
+    ):
+        await all_running.wait()
+        now = 0.0
+        for rank, n in enumerate(sorted(lengths), start=1):
+            sim.advance(10.0 + 10.0 * n - now)
+            now = 10.0 + 10.0 * n
+            await completed[rank].wait()
+        keys = [o.key async for o in outcomes]
+    assert keys == ["3", "4", "1", "2", "0"]
 
 
 async def test_failures_are_values_and_do_not_touch_other_jobs() -> None:

@@ -89,8 +89,9 @@ async def test_created_jobs_resume_polling_without_a_new_create(tmp_path: Path) 
         if stats.running == 10:
             all_created.set()
 
-    slow = {"character_swap": Duration(queue=1.0, process=200.0)}
-    async with sim(durations=slow) as s, client_for(s) as client:
+    # Simulated time stands still until advance(): no job can finish during the first run,
+    # however long its creates take.
+    async with sim(manual_clock=True) as s, client_for(s) as client:
         async with client.batch(jobs(10), journal=path, progress=progress):
             await all_created.wait()
             # Leave the block while every job is running remotely.
@@ -98,6 +99,7 @@ async def test_created_jobs_resume_polling_without_a_new_create(tmp_path: Path) 
             counts = await journal.counts()
         assert counts[JobState.CREATED] == 10
         creates_before = swap_creates(s)
+        s.advance(3600.0)  # every job has finished remotely by now
         async with client.batch(jobs(10), journal=path) as outcomes:
             got = [o async for o in outcomes]
         creates_after = swap_creates(s)

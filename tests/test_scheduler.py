@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import random
@@ -16,14 +17,15 @@ from akool_async._config import PollPolicy
 from akool_async._errors import NotFoundError, RateLimitError, ServerError, WaitTimeoutError
 from akool_async._models import TaskStatus
 from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer, share_cut
-from akool_async._scheduler import (
-    ADAPTIVE_MIN_SAMPLES,
-    COLD_EVIDENCE,
-    COLD_SCOUTS,
-    YOUTH_MAX_COMPLETIONS,
-    DurationEstimator,
-    PollScheduler,
+from akool_async._batch._estimate import (
+    FIRST_JOBS_PROBING,
+    MAX_EARLY_COMPLETIONS,
+    MIN_EVIDENCE,
+    MIN_SAMPLES,
+    AdaptiveTiming,
+    DurationEstimate,
 )
+from akool_async._batch._scheduler import PollScheduler
 
 pytestmark = pytest.mark.anyio
 
@@ -45,9 +47,19 @@ class LogicalClock:
         return 1_700_000_000.0 + self.now
 
     async def sleep(self, seconds: float) -> None:
-        await anyio.wait_all_tasks_blocked()
+        await _all_other_tasks_blocked()
         self.now += max(0.0, seconds)
         await anyio.lowlevel.checkpoint()
+
+
+async def _all_other_tasks_blocked() -> None:
+    """``anyio.wait_all_tasks_blocked()`` without its 0.1 s real sleep per busy round."""
+    this = asyncio.current_task()
+    while True:
+        await asyncio.sleep(0)
+        waiters = (getattr(t, "_fut_waiter", None) for t in asyncio.all_tasks() if t is not this)
+        if all(w is not None and not w.done() for w in waiters):
+            return
 
 
 @attrs.frozen
@@ -179,8 +191,8 @@ async def test_two_pacers_sharing_one_limit_stay_under_it() -> None:
 
 def test_estimator_quantiles_need_min_samples_and_slide() -> None:
     """The estimator answers only after enough samples and forgets the oldest ones."""
-    est = DurationEstimator()
-    for d in range(ADAPTIVE_MIN_SAMPLES - 1):
+    est = DurationEstimate()
+    for d in range(MIN_SAMPLES - 1):
         est.observe("b", float(d))
     assert est.quantile("b", 0.5) is None
     est.observe("b", 10.0)
@@ -255,8 +267,8 @@ async def test_scheduler_adaptive_first_poll_aims_at_observed_duration() -> None
     policy = PollPolicy(initial=1.0, factor=1.5, max_interval=100.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
     sched = PollScheduler(policy, clock)
-    for _ in range(ADAPTIVE_MIN_SAMPLES):
-        sched.estimator.observe(("k", "b"), 30.0)
+    for _ in range(MIN_SAMPLES):
+        sched.timing.estimate.observe(("k", "b"), 30.0)
     first_poll: list[float] = []
     finished = anyio.Event()
 
@@ -441,13 +453,13 @@ def test_watching_an_id_twice_is_refused() -> None:
     assert not sched.is_watching("a")
 
 
-async def test_a_cold_burst_probes_with_a_few_jobs_and_detects_every_job_on_time() -> None:
+async def test_a_new_burst_probes_with_a_few_jobs_and_detects_every_job_on_time() -> None:
     """With no completed job yet, polls that other jobs' evidence covers are skipped."""
     clock = LogicalClock()
     policy = PollPolicy(initial=1.0, factor=2.0, max_interval=1000.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
     sched = PollScheduler(policy, clock, max_concurrent_polls=8)
-    n, duration = 100, 50.0  # cold polls at 1, 3, 7, 15, 31, then 63 finds every job done
+    n, duration = 100, 50.0  # backoff polls at 1, 3, 7, 15, 31, then 63 finds every job done
     polls: Counter[str] = Counter()
     detected: dict[str, float] = {}
     all_done = anyio.Event()
@@ -473,8 +485,8 @@ async def test_a_cold_burst_probes_with_a_few_jobs_and_detects_every_job_on_time
     assert max(polls.values()) == 6  # the probes polled every step
 
 
-async def test_a_staggered_jittered_burst_sends_only_its_scouts_before_a_completion() -> None:
-    """Before anything of a kind has finished, only its first COLD_SCOUTS jobs are polled."""
+async def test_a_staggered_jittered_burst_polls_only_its_first_jobs_before_a_completion() -> None:
+    """Before anything of a kind has finished, only its first FIRST_JOBS_PROBING jobs are polled."""
     clock = LogicalClock()
     policy = PollPolicy(initial=1.0, factor=1.5, max_interval=1000.0, jitter=0.2,
                         max_polls_per_second=1e6, adaptive=True)
@@ -502,24 +514,24 @@ async def test_a_staggered_jittered_burst_sends_only_its_scouts_before_a_complet
         return on_done
 
     created: dict[str, float] = {}
-    scouts = []
+    probes = []
     for i in range(n):  # creates staggered over three seconds
         created[f"t{i}"] = clock.now
         w = sched.watch(f"t{i}", kind="k", poll=poll, on_done=on_done_for(f"t{i}"))
-        if w.scout:
-            scouts.append(w.task_id)
+        if w.probe:
+            probes.append(w.task_id)
         clock.now += 0.01
     await _run_scheduler(sched, clock, all_done)
-    assert scouts == [f"t{i}" for i in range(COLD_SCOUTS)]  # the first ones watched
-    assert set(early_polls) <= set(scouts)  # nobody else polled before a completion
-    assert sum(early_polls.values()) >= COLD_EVIDENCE * 4  # the scouts did probe
+    assert probes == [f"t{i}" for i in range(FIRST_JOBS_PROBING)]  # the first ones watched
+    assert set(early_polls) <= set(probes)  # nobody else polled before a completion
+    assert sum(early_polls.values()) >= MIN_EVIDENCE * 4  # the probes did probe
     assert len(detected) == n
     # Once a completion was seen, the others were polled within about a step of it.
     assert max(detected.values()) < first_completion_seen[0] + duration * 0.5
 
 
-async def test_jobs_of_a_kind_poll_as_before_once_scouting_cannot_work() -> None:
-    """Fewer than COLD_EVIDENCE scouts still running: jobs no longer hold back their polls."""
+async def test_jobs_of_a_kind_poll_as_before_once_probing_cannot_work() -> None:
+    """Fewer than MIN_EVIDENCE probes still running: jobs no longer hold back their polls."""
     clock = LogicalClock()
     policy = PollPolicy(initial=1.0, factor=2.0, max_interval=1000.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
@@ -535,43 +547,43 @@ async def test_jobs_of_a_kind_poll_as_before_once_scouting_cannot_work() -> None
 
     watches = [
         sched.watch(f"t{i}", kind="k", poll=poll, on_done=lambda _v: None)
-        for i in range(COLD_SCOUTS + 1)
+        for i in range(FIRST_JOBS_PROBING + 1)
     ]
-    assert [w.scout for w in watches] == [True] * COLD_SCOUTS + [False]
-    for w in watches[: COLD_SCOUTS - COLD_EVIDENCE + 1]:
-        sched.cancel(w.task_id)  # scouts gone: COLD_EVIDENCE - 1 remain
+    assert [w.probe for w in watches] == [True] * FIRST_JOBS_PROBING + [False]
+    for w in watches[: FIRST_JOBS_PROBING - MIN_EVIDENCE + 1]:
+        sched.cancel(w.task_id)  # probes gone: MIN_EVIDENCE - 1 remain
     await _run_scheduler(sched, clock, enough)
-    assert first_polled[f"t{COLD_SCOUTS}"] == 1.0  # the non-scout probed at its first step
+    assert first_polled[f"t{FIRST_JOBS_PROBING}"] == 1.0  # the non-probe probed at its first step
 
 
-def test_scouting_lasts_until_the_first_completion_of_a_young_kind() -> None:
-    """The first COLD_SCOUTS jobs enlist; scouting holds while enough run and none finished."""
-    est = DurationEstimator()
+def test_probing_lasts_until_the_first_completion_of_an_early_bucket() -> None:
+    """The first FIRST_JOBS_PROBING jobs probe; others wait while enough run and none finished."""
+    est = DurationEstimate()
     bucket = ("k", None)
-    assert not est.scouted(bucket)
-    assert [est.enlist(bucket) for _ in range(COLD_SCOUTS + 5)] == (
-        [True] * COLD_SCOUTS + [False] * 5
+    assert not est.waiting_for_probes(bucket)
+    assert [est.start_probe(bucket) for _ in range(FIRST_JOBS_PROBING + 5)] == (
+        [True] * FIRST_JOBS_PROBING + [False] * 5
     )
-    assert est.scouted(bucket)
-    for _ in range(COLD_SCOUTS - COLD_EVIDENCE):
-        est.discharge(bucket)
-    assert est.scouted(bucket)  # exactly COLD_EVIDENCE scouts still running
-    est.discharge(bucket)
-    assert not est.scouted(bucket)  # too few to see a completion early
-    est.discharge(bucket)
+    assert est.waiting_for_probes(bucket)
+    for _ in range(FIRST_JOBS_PROBING - MIN_EVIDENCE):
+        est.end_probe(bucket)
+    assert est.waiting_for_probes(bucket)  # exactly MIN_EVIDENCE probes still running
+    est.end_probe(bucket)
+    assert not est.waiting_for_probes(bucket)  # too few to see a completion early
+    est.end_probe(bucket)
     est.observe(bucket, 50.0)
-    assert not est.enlist(bucket)  # enlisting is once per young bucket, not per wave
+    assert not est.start_probe(bucket)  # probing is once per early bucket, not per wave
     other = ("other", None)
-    for _ in range(COLD_EVIDENCE):
-        est.enlist(other)
-    assert est.scouted(other)
+    for _ in range(MIN_EVIDENCE):
+        est.start_probe(other)
+    assert est.waiting_for_probes(other)
     est.observe(other, 50.0)
-    assert not est.scouted(other)  # something finished: evidence rules from now on
-    for _ in range(COLD_EVIDENCE + 1):
+    assert not est.waiting_for_probes(other)  # something finished: evidence rules from now on
+    for _ in range(MIN_EVIDENCE + 1):
         est.observe(other, 50.0)
-    assert not est.young(other)
-    assert not est.enlist(other)  # a grown-up bucket needs no scouts
-    est.discharge(other)  # a scout finishing after that is harmless
+    assert not est.is_early(other)
+    assert not est.start_probe(other)  # a settled bucket needs no probes
+    est.end_probe(other)  # a probe finishing after that is harmless
 
 
 async def test_a_policy_without_initial_delay_polls_instead_of_skipping() -> None:
@@ -579,13 +591,13 @@ async def test_a_policy_without_initial_delay_polls_instead_of_skipping() -> Non
     clock = LogicalClock()
     policy = PollPolicy(initial=0.0, factor=1.5, max_interval=1.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
-    est = DurationEstimator()
+    est = DurationEstimate()
     bucket = ("k", None)
-    for _ in range(COLD_SCOUTS):
-        assert est.enlist(bucket)  # its scouts are out, nothing has finished
-    for j in range(COLD_EVIDENCE):
+    for _ in range(FIRST_JOBS_PROBING):
+        assert est.start_probe(bucket)  # its probes are out, nothing has finished
+    for j in range(MIN_EVIDENCE):
         est.seen_running(("e", None), None, 100.0 + j)  # thirty seen running at 100+
-    sched = PollScheduler(policy, clock, estimator=est, max_concurrent_polls=1)
+    sched = PollScheduler(policy, clock, timing=AdaptiveTiming(policy, estimate=est), max_concurrent_polls=1)
     polled: list[str] = []
     done: list[str] = []
     all_done = anyio.Event()
@@ -599,16 +611,16 @@ async def test_a_policy_without_initial_delay_polls_instead_of_skipping() -> Non
         if len(done) == 2:
             all_done.set()
 
-    sched.watch("scouted", kind="k", poll=poll, on_done=on_done)
+    sched.watch("held_back", kind="k", poll=poll, on_done=on_done)
     sched.watch("evidenced", kind="e", poll=poll, on_done=on_done)
-    assert est.scouted(bucket)
-    assert est.probably_running(("e", None), 0.0)
+    assert est.waiting_for_probes(bucket)
+    assert est.likely_still_running(("e", None), 0.0)
     await _run_scheduler(sched, clock, all_done)
-    assert sorted(polled) == ["evidenced", "scouted"]
+    assert sorted(polled) == ["evidenced", "held_back"]
     assert clock.now == 0.0
 
 
-async def test_a_job_held_back_by_scouting_is_polled_before_its_deadline() -> None:
+async def test_a_job_held_back_by_probing_is_polled_before_its_deadline() -> None:
     """Skipping never lets a deadline arrive unpolled: the last step before it is a poll."""
     clock = LogicalClock()
     policy = PollPolicy(initial=1.0, factor=1.5, max_interval=1000.0, jitter=0.0,
@@ -617,20 +629,22 @@ async def test_a_job_held_back_by_scouting_is_polled_before_its_deadline() -> No
     follower_polls: list[float] = []
     outcome: list[object] = []
     finished = anyio.Event()
+    never = anyio.Event()
 
     async def poll(task_id: str) -> FakeResult:
-        if task_id == "follower":
-            follower_polls.append(clock.now)
-            if clock.now >= 8.5:  # it finished at 8.5, well before any scout
-                return FakeResult(TaskStatus.COMPLETED)
+        if task_id != "follower":
+            await never.wait()  # the probes' answers never come: no evidence, no completion
+        follower_polls.append(clock.now)
+        if clock.now >= 8.5:  # it finished at 8.5, well before any probe
+            return FakeResult(TaskStatus.COMPLETED)
         return FakeResult(TaskStatus.PROCESSING)
 
     def on_done(value: object) -> None:
         outcome.append(value)
         finished.set()
 
-    for i in range(COLD_SCOUTS):
-        sched.watch(f"scout{i}", kind="k", poll=poll, on_done=lambda _v: None)
+    for i in range(FIRST_JOBS_PROBING):
+        sched.watch(f"probe{i}", kind="k", poll=poll, on_done=lambda _v: None)
     sched.watch("follower", kind="k", poll=poll, on_done=on_done, deadline=10.0)
     await _run_scheduler(sched, clock, finished)
     assert follower_polls == [9.0]  # held back at 1 .. 8, polled on its last step
@@ -638,13 +652,41 @@ async def test_a_job_held_back_by_scouting_is_polled_before_its_deadline() -> No
     assert isinstance(outcome[0], FakeResult)  # the result, not a WaitTimeoutError
 
 
-async def test_poll_now_is_never_skipped_as_a_cold_probe() -> None:
-    """A webhook nudge polls the id even when cold-start evidence says it is running."""
+async def test_a_job_held_back_by_early_evidence_is_polled_before_its_deadline() -> None:
+    """A job skipped on its bucket's evidence is still polled on the last step before its
+    deadline."""
+    clock = LogicalClock()
+    policy = PollPolicy(initial=1.0, factor=1.5, max_interval=1000.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=True)
+    sched = PollScheduler(policy, clock)
+    for j in range(MIN_EVIDENCE):  # thirty other jobs of the kind seen running at 100+
+        sched.timing.estimate.seen_running(("k", None), None, 100.0 + j)
+    polls: list[float] = []
+    outcome: list[object] = []
+    finished = anyio.Event()
+
+    async def poll(task_id: str) -> FakeResult:
+        polls.append(clock.now)
+        return FakeResult(TaskStatus.COMPLETED if clock.now >= 8.0 else TaskStatus.PROCESSING)
+
+    def on_done(value: object) -> None:
+        outcome.append(value)
+        finished.set()
+
+    sched.watch("job", kind="k", poll=poll, on_done=on_done, deadline=10.0)
+    await _run_scheduler(sched, clock, finished)
+    # Skipped at 1, 2.5 and 4.75 (steps counted); 8.125 + 5.06 would pass the deadline.
+    assert polls == [8.125]
+    assert isinstance(outcome[0], FakeResult)
+
+
+async def test_poll_now_is_never_skipped_on_early_evidence() -> None:
+    """A webhook nudge polls the id even when early evidence says it is running."""
     clock = LogicalClock()
     policy = PollPolicy(initial=10.0, factor=2.0, max_interval=1000.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
     sched = PollScheduler(policy, clock)
-    est = sched.estimator
+    est = sched.timing.estimate
     for j in range(40):  # forty other jobs of the kind were seen running at age 100
         est.seen_running(("k", None), None, 100.0 + j)
     polled = anyio.Event()
@@ -657,37 +699,37 @@ async def test_poll_now_is_never_skipped_as_a_cold_probe() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(sched.run)
         sched.watch("a", kind="k", poll=poll, on_done=lambda _v: finished.set())
-        assert est.probably_running(("k", None), 0.0)
+        assert est.likely_still_running(("k", None), 0.0)
         assert sched.poll_now("a")
         await finished.wait()
         tg.cancel_scope.cancel()
     assert polled.is_set()
-    assert clock.now == 0.0  # polled at once, not after the (skippable) cold steps
+    assert clock.now == 0.0  # polled at once, not after the (skippable) early steps
 
 
-def test_young_kind_evidence_skips_only_while_almost_none_finished_by_that_age() -> None:
+def test_early_evidence_skips_only_while_almost_none_finished_by_that_age() -> None:
     """A poll counts as wasted when <5 % of 30+ jobs seen at that age had finished by it."""
-    est = DurationEstimator()
+    est = DurationEstimate()
     bucket = ("k", None)
     for j in range(40):  # forty jobs seen still running at ages 100-139
         est.seen_running(bucket, None, 100.0 + j)
-    assert est.probably_running(bucket, 60.0)  # nobody finished: a poll at 60 is wasted
+    assert est.likely_still_running(bucket, 60.0)  # nobody finished: a poll at 60 is wasted
     est.observe(bucket, 50.0)
-    assert est.probably_running(bucket, 60.0)  # 1 of 41 finished by 60 (2.4 %)
+    assert est.likely_still_running(bucket, 60.0)  # 1 of 41 finished by 60 (2.4 %)
     for _ in range(4):
         est.observe(bucket, 55.0)
-    assert not est.probably_running(bucket, 60.0)  # 5 of 45 (11 %): worth polling
-    assert est.probably_running(bucket, 40.0)  # ... but nobody was done by 40
-    assert not est.probably_running(bucket, 150.0)  # no evidence that old
+    assert not est.likely_still_running(bucket, 60.0)  # 5 of 45 (11 %): worth polling
+    assert est.likely_still_running(bucket, 40.0)  # ... but nobody was done by 40
+    assert not est.likely_still_running(bucket, 150.0)  # no evidence that old
     for _ in range(30):
         est.observe(bucket, 90.0)
-    assert not est.young(bucket)
-    assert not est.probably_running(bucket, 40.0)  # durations now guide polling instead
+    assert not est.is_early(bucket)
+    assert not est.likely_still_running(bucket, 40.0)  # durations now guide polling instead
 
 
-def test_young_estimate_counts_jobs_still_running_and_those_last_seen_early() -> None:
-    """A young bucket's quantile is the product-limit estimate, not the finished ones'."""
-    est = DurationEstimator()
+def test_early_estimate_counts_jobs_still_running_and_those_last_seen_early() -> None:
+    """An early bucket's quantile is the product-limit estimate, not the finished ones'."""
+    est = DurationEstimate()
     bucket = ("k", None)
     for _ in range(100):  # a hundred jobs seen running at age 100
         est.seen_running(bucket, None, 100.0)
@@ -700,64 +742,64 @@ def test_young_estimate_counts_jobs_still_running_and_those_last_seen_early() ->
     # At risk at 10: 181 jobs; at 20: 121 (the fifty seen only until 15 drop out); at 30:
     # 111; at 40: 101. Finished by 20: 1 - 171/181 * 111/121 = 13.3 %; by 30: 21.1 %;
     # by 40: 21.9 %.
-    assert est.young(bucket)
+    assert est.is_early(bucket)
     assert est.quantile(bucket, 0.10) == 20.0
     assert est.quantile(bucket, 0.20) == 30.0
     assert est.quantile(bucket, 0.215) == 40.0
     # The plain quantiles of the 31 finished durations say 10 for all three; counting every
     # job ever seen running as unfinished (30 of 181 = 16.6 % by 30) would say 40 for 0.2.
     assert est.quantile(bucket, 0.25) == 40.0  # not reached yet: the frontier, a floor
-    assert est.probably_running(bucket, 5.0)  # nothing finished by 5, 181 jobs say so
-    assert not est.probably_running(bucket, 15.0)  # 5.5 % finished by 15
+    assert est.likely_still_running(bucket, 5.0)  # nothing finished by 5, 181 jobs say so
+    assert not est.likely_still_running(bucket, 15.0)  # 5.5 % finished by 15
     for _ in range(9):
         est.observe(bucket, 40.0)
-    assert not est.young(bucket)  # 28 % by 40, over 30 completions: grown up
+    assert not est.is_early(bucket)  # 28 % by 40, over 30 completions: settled
     assert est.quantile(bucket, 0.25) == 20.0  # the sliding window answers from now on
 
 
-def test_a_burst_bucket_stays_young_until_a_quarter_has_finished() -> None:
+def test_a_burst_bucket_stays_early_until_a_quarter_has_finished() -> None:
     """Thirty completions out of a thousand jobs are the fastest few, not a typical sample."""
-    est = DurationEstimator()
+    est = DurationEstimate()
     bucket = ("k", None)
     for _ in range(970):
         est.seen_running(bucket, None, 60.0)
     for i in range(30):
         est.observe(bucket, 30.0 + i)  # 30 .. 59: 3 % of the jobs
-    assert est.young(bucket)
+    assert est.is_early(bucket)
     assert est.quantile(bucket, 0.25) == 59.0  # not reached: the trusted frontier, a floor
-    assert est.probably_running(bucket, 59.5)  # 3 % finished by then: skip
+    assert est.likely_still_running(bucket, 59.5)  # 3 % finished by then: skip
     for i in range(250):  # a quarter of the burst finishes by 70
         est.seen_running(bucket, 60.0, None)
         est.observe(bucket, 60.0 + i / 25)
-    assert not est.young(bucket)
+    assert not est.is_early(bucket)
 
 
-def test_the_young_estimate_ignores_its_thinly_observed_tail() -> None:
-    """Beyond the ages at least COLD_EVIDENCE jobs were observed at, nothing is concluded."""
-    est = DurationEstimator()
+def test_the_early_estimate_ignores_its_thinly_observed_tail() -> None:
+    """Beyond the ages at least MIN_EVIDENCE jobs were observed at, nothing is concluded."""
+    est = DurationEstimate()
     bucket = ("k", None)
     for _ in range(200):
         est.seen_running(bucket, None, 100.0)
     for _ in range(30):
         est.observe(bucket, 10.0)  # 13 % finished by 10
     est.observe(bucket, 200.0)  # the only job observed at 200: it alone would say 100 %
-    assert est.young(bucket)
+    assert est.is_early(bucket)
     assert est.quantile(bucket, 0.25) == 10.0  # the trusted frontier, not 200
 
 
-def test_a_young_bucket_grows_up_after_at_most_its_completion_cap() -> None:
-    """However little has finished, the young evidence kept per bucket is bounded."""
-    est = DurationEstimator()
+def test_an_early_bucket_settles_after_at_most_its_completion_cap() -> None:
+    """However little has finished, the early evidence kept per bucket is bounded."""
+    est = DurationEstimate()
     bucket = ("k", None)
-    for _ in range(20 * YOUTH_MAX_COMPLETIONS):
+    for _ in range(20 * MAX_EARLY_COMPLETIONS):
         est.seen_running(bucket, None, 1e6)
-    for i in range(YOUTH_MAX_COMPLETIONS - 1):
+    for i in range(MAX_EARLY_COMPLETIONS - 1):
         est.observe(bucket, float(i))
-    assert est.young(bucket)  # under 5 % finished: still young
+    assert est.is_early(bucket)  # under 5 % finished: still early
     est.observe(bucket, 1e5)
-    assert not est.young(bucket)
-    est.seen_running(bucket, None, 5.0)  # ignored once grown up
-    assert not est.probably_running(bucket, 0.0)
+    assert not est.is_early(bucket)
+    est.seen_running(bucket, None, 5.0)  # ignored once settled
+    assert not est.likely_still_running(bucket, 0.0)
 
 
 def test_backoff_stays_at_its_cap_for_a_job_polled_thousands_of_times() -> None:
@@ -771,67 +813,4 @@ def test_backoff_stays_at_its_cap_for_a_job_polled_thousands_of_times() -> None:
 
     w = sched.watch("a", kind="k", poll=poll, on_done=lambda _v: None)
     w.polls = 5_000  # a job running for days at the 60 s cap
-    assert sched._next_delay(w, 0.0) == 60.0
-
-
-async def test_follow_sends_a_first_poll_due_at_once_from_the_calling_task() -> None:
-    """follow() polls a due-now id itself (no driver or worker running); a later one waits."""
-    clock = LogicalClock()
-    now_policy = PollPolicy(initial=0.0, factor=1.5, max_interval=1.0, jitter=0.0,
-                            max_polls_per_second=1e6, adaptive=False)
-    sched = PollScheduler(now_policy, clock)  # run() is never started
-    polled: list[str] = []
-    outcomes: dict[str, object] = {}
-
-    async def poll(task_id: str) -> FakeResult:
-        polled.append(task_id)
-        return FakeResult(TaskStatus.COMPLETED if task_id == "done" else TaskStatus.QUEUEING)
-
-    def record(task_id: str) -> Callable[[object], None]:
-        return lambda value: outcomes.__setitem__(task_id, value)
-
-    await sched.follow("done", kind="k", poll=poll, on_done=record("done"))
-    assert polled == ["done"]
-    assert outcomes == {"done": FakeResult(TaskStatus.COMPLETED)}
-    assert not sched.is_watching("done")
-
-    # Still running after its inline poll: the scheduler owns it from then on.
-    w = await sched.follow("running", kind="k", poll=poll, on_done=record("running"))
-    assert polled == ["done", "running"]
-    assert sched.is_watching("running")
-    assert not w.in_flight
-    assert "running" not in outcomes
-
-    later = PollScheduler(attrs.evolve(now_policy, initial=5.0), clock)
-    await later.follow("later", kind="k", poll=poll, on_done=record("later"))
-    assert polled == ["done", "running"]  # not due yet: left to the scheduler's heap
-    assert later.is_watching("later")
-    sched.cancel("running")
-    later.cancel("later")
-
-
-@pytest.mark.parametrize("room", [True, False])
-async def test_follow_hands_a_due_poll_to_an_idle_worker_only_with_room(room: bool) -> None:
-    """With idle workers and a spare connection the first poll goes to a worker; else inline."""
-    clock = LogicalClock()
-    policy = PollPolicy(initial=0.0, factor=1.5, max_interval=1.0, jitter=0.0,
-                        max_polls_per_second=1e6, adaptive=False)
-    sched = PollScheduler(policy, clock, max_concurrent_polls=2,
-                          room_to_hand_off=lambda: room)
-    pollers: list[object] = []
-    done = anyio.Event()
-
-    async def poll(task_id: str) -> FakeResult:
-        pollers.append(anyio.get_current_task().id)
-        return FakeResult(TaskStatus.COMPLETED)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(sched.run)
-        await anyio.wait_all_tasks_blocked()  # both workers idle
-        await sched.follow("a", kind="k", poll=poll, on_done=lambda _v: done.set())
-        here = anyio.get_current_task().id
-        polled_here = pollers == [here]
-        await done.wait()
-        tg.cancel_scope.cancel()
-    assert len(pollers) == 1
-    assert polled_here is not room  # room: a worker polled; no room: this task did
+    assert sched.next_delay(w, 0.0) == 60.0

@@ -1,0 +1,327 @@
+"""When to poll a job: exponential backoff, steered by the durations of finished jobs.
+
+Jobs are grouped in buckets (kind, resolution, video length class): jobs of one bucket take
+similar time. :class:`AdaptiveTiming` answers the two questions every poller asks, the wait
+before the first poll and the wait after a poll that found the job still running, and
+learns from every finished job (:meth:`AdaptiveTiming.observe`). The batch's scheduler and
+a single ``wait()`` use the same object.
+
+While a bucket has few completions (:class:`EarlyCompletions`), the fraction of its jobs
+finished by an age is a product-limit (Kaplan-Meier) estimate over its completions *and*
+its jobs still running, so that a burst's first completions (its fastest jobs) do not pass
+for typical ones. That estimate also lets the scheduler skip a poll that would almost
+surely find the job still running.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+from collections.abc import Hashable
+from typing import Protocol
+
+from akool_async._config import PollPolicy
+from akool_async._models import CharacterSwap, HeadSwap
+
+__all__ = ["AdaptiveTiming", "DurationEstimate", "EarlyCompletions", "PollTiming", "size_bucket"]
+
+#: Completed jobs of a bucket needed before its durations steer first polls.
+MIN_SAMPLES = 3
+#: Quantile of the durations the first poll aims at: low, so that most jobs are still
+#: running at the first poll and are caught by the fine-grained polls that follow.
+FIRST_POLL_QUANTILE = 0.25
+#: After the first poll, the wait is this fraction of the job's age: the detection lag
+#: stays under this fraction of a job's duration (about half of it on average).
+LAG_FRACTION = 0.15
+#: Durations remembered per bucket (a sliding window: the service's speed drifts).
+WINDOW = 256
+#: Jobs an early estimate must rest on: the fraction finished by an age is trusted only
+#: where at least this many jobs were observed at that age or beyond. With none finished,
+#: the rule of three bounds the share finishing that early below 3/30 (95 % confidence).
+MIN_EVIDENCE = 30
+#: A poll is skipped when the estimated fraction of jobs finished by the job's age is under
+#: this (and the estimate is trusted there).
+SKIP_BELOW_FINISHED = 0.05
+#: A bucket leaves its early phase once this many jobs finished, however few that is.
+MAX_EARLY_COMPLETIONS = 1024
+#: The first jobs watched in a new bucket probe for its first completion; the others send
+#: no poll until something finished, while at least MIN_EVIDENCE probes are still running
+#: (a few more than MIN_EVIDENCE, so that one failing early does not end the probing).
+FIRST_JOBS_PROBING = 40
+
+
+class PollTiming(Protocol):
+    """The waits of one poller; ``bucket`` groups jobs of similar duration."""
+
+    def first_delay(self, bucket: Hashable) -> float:
+        """Seconds from the create to the first poll."""
+        ...
+
+    def next_delay(self, bucket: Hashable, age: float, polls: int) -> float:
+        """Seconds to the next poll of a job ``age`` seconds old, polled ``polls`` times."""
+        ...
+
+    def observe(self, bucket: Hashable, duration: float) -> None:
+        """A job of ``bucket`` finished ``duration`` seconds after its create."""
+        ...
+
+
+def size_bucket(request: CharacterSwap | HeadSwap) -> tuple[str, int]:
+    """Jobs of similar size take similar time: resolution and a log2 class of the duration."""
+    duration = getattr(request, "duration", None)
+    size = -1 if duration is None else int(math.log2(max(1.0, float(duration))))
+    return (request.resolution, size)
+
+
+def backoff_delay(polls: int, policy: PollPolicy, rng: random.Random) -> float:
+    """``min(max_interval, initial * factor**polls)``, jittered (no overflow for big ``polls``)."""
+    try:
+        base = policy.initial * policy.factor ** max(polls, 0)
+    except OverflowError:
+        base = math.inf
+    return jittered(min(policy.max_interval, base), policy, rng)
+
+
+def jittered(delay: float, policy: PollPolicy, rng: random.Random) -> float:
+    """``delay`` times ``uniform(1 - jitter, 1 + jitter)``."""
+    j = policy.jitter
+    return delay * rng.uniform(1.0 - j, 1.0 + j) if j else delay
+
+
+def _nearest_rank(values: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted, non-empty ``values`` (nearest rank)."""
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+class EarlyCompletions:
+    """A new bucket's evidence: its completions, and the age each running job was last seen at.
+
+    The fraction finished by an age is a product-limit estimate: each completion removes
+    one of the jobs still known to be at risk at its age. Ages where fewer than
+    ``MIN_EVIDENCE`` jobs were observed are left out (too thin to conclude anything).
+    """
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []  # sorted completion durations
+        self.running: list[float] = []  # sorted last-seen-running ages
+        self.probes_started = 0  # at most FIRST_JOBS_PROBING
+        self.probes_running = 0
+        self._curve: tuple[list[float], list[float]] | None = None
+
+    def changed(self) -> None:
+        """Forget the cached curve after a change of ``durations`` or ``running``."""
+        self._curve = None
+
+    def at_risk(self, age: float) -> int:
+        """Jobs observed at ``age`` or later (running then, or finished at or after it)."""
+        return (len(self.running) - bisect.bisect_left(self.running, age)) + (
+            len(self.durations) - bisect.bisect_left(self.durations, age)
+        )
+
+    def curve(self) -> tuple[list[float], list[float]]:
+        """Completion ages and the estimated fraction finished by each (non-decreasing)."""
+        if self._curve is not None:
+            return self._curve
+        done, running = self.durations, self.running
+        ages: list[float] = []
+        finished: list[float] = []
+        surviving = 1.0
+        i = 0
+        while i < len(done):
+            d = done[i]
+            j = bisect.bisect_right(done, d, i)  # ties finish together
+            at_risk = (len(done) - i) + (len(running) - bisect.bisect_left(running, d))
+            if at_risk < MIN_EVIDENCE:
+                break
+            surviving *= 1.0 - (j - i) / at_risk
+            ages.append(d)
+            finished.append(1.0 - surviving)
+            i = j
+        self._curve = (ages, finished)
+        return self._curve
+
+    def finished_by(self, age: float) -> float:
+        """The estimated fraction of jobs finished by ``age``."""
+        ages, finished = self.curve()
+        k = bisect.bisect_right(ages, age)
+        return finished[k - 1] if k else 0.0
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q`` quantile; where the curve has not reached it yet, a lower bound."""
+        if len(self.durations) < MIN_SAMPLES:
+            return None
+        ages, finished = self.curve()
+        k = bisect.bisect_left(finished, q)
+        if k < len(ages):
+            return ages[k]
+        plain = _nearest_rank(self.durations, q)
+        return max(plain, ages[-1]) if ages else plain
+
+    def has_enough_completions(self) -> bool:
+        """True when the plain window of durations can take over from this estimate."""
+        n = len(self.durations)
+        if n >= MAX_EARLY_COMPLETIONS:
+            return True
+        if n < MIN_EVIDENCE:
+            return False
+        finished = self.curve()[1]
+        return bool(finished) and finished[-1] >= FIRST_POLL_QUANTILE
+
+    def empty(self) -> bool:
+        """No evidence and no probe left: the bucket can be forgotten."""
+        return not (self.running or self.durations or self.probes_running)
+
+
+class DurationEstimate:
+    """Observed durations per bucket: a sliding window, plus early evidence for new buckets."""
+
+    def __init__(self) -> None:
+        self._sorted: dict[Hashable, list[float]] = {}
+        self._order: dict[Hashable, deque[float]] = {}
+        self._early: dict[Hashable, EarlyCompletions] = {}
+        self._settled: set[Hashable] = set()
+
+    def _early_for(self, bucket: Hashable) -> EarlyCompletions | None:
+        """The bucket's early evidence, created on first use; None once settled."""
+        if bucket in self._settled:
+            return None
+        early = self._early.get(bucket)
+        if early is None:
+            early = self._early[bucket] = EarlyCompletions()
+        return early
+
+    def _forget_if_empty(self, bucket: Hashable, early: EarlyCompletions) -> None:
+        if early.empty():
+            del self._early[bucket]
+
+    def observe(self, bucket: Hashable, duration: float) -> None:
+        """Record one finished job's duration (seconds)."""
+        order = self._order.setdefault(bucket, deque())
+        values = self._sorted.setdefault(bucket, [])
+        if len(order) >= WINDOW:
+            del values[bisect.bisect_left(values, order.popleft())]
+        order.append(duration)
+        bisect.insort(values, duration)
+        early = self._early_for(bucket)
+        if early is None:
+            return
+        bisect.insort(early.durations, duration)
+        early.changed()
+        if early.has_enough_completions():
+            del self._early[bucket]
+            self._settled.add(bucket)
+
+    def quantile(self, bucket: Hashable, q: float) -> float | None:
+        """The ``q`` quantile of the bucket's durations; None before ``MIN_SAMPLES`` jobs."""
+        early = self._early.get(bucket)
+        if early is not None:
+            return early.quantile(q)
+        values = self._sorted.get(bucket)
+        if not values or len(values) < MIN_SAMPLES:
+            return None
+        return _nearest_rank(values, q)
+
+    def samples(self, bucket: Hashable) -> int:
+        """How many durations the bucket's sliding window holds."""
+        return len(self._sorted.get(bucket, ()))
+
+    def is_early(self, bucket: Hashable) -> bool:
+        """True while the bucket's early evidence steers it (see :class:`EarlyCompletions`)."""
+        return bucket not in self._settled
+
+    def seen_running(self, bucket: Hashable, before: float | None, age: float | None) -> None:
+        """A job last recorded running at age ``before`` is now seen running at ``age``.
+
+        ``age`` None withdraws the job (it finished or is no longer watched). Recorded only
+        while the bucket is early.
+        """
+        early = self._early.get(bucket) if age is None else self._early_for(bucket)
+        if early is None:
+            return
+        if before is not None:
+            i = bisect.bisect_left(early.running, before)
+            if i < len(early.running) and early.running[i] == before:
+                del early.running[i]
+        if age is not None:
+            bisect.insort(early.running, age)
+        early.changed()
+        self._forget_if_empty(bucket, early)
+
+    def start_probe(self, bucket: Hashable) -> bool:
+        """True when a job now watched in ``bucket`` is one of its first jobs, which probe
+        for the first completion; call :meth:`end_probe` when it is no longer watched."""
+        early = self._early_for(bucket)
+        if early is None or early.probes_started >= FIRST_JOBS_PROBING:
+            return False
+        early.probes_started += 1
+        early.probes_running += 1
+        return True
+
+    def end_probe(self, bucket: Hashable) -> None:
+        """A probing job of ``bucket`` finished or is no longer watched."""
+        early = self._early.get(bucket)
+        if early is not None:  # else the bucket settled meanwhile: probing is over
+            early.probes_running -= 1
+            self._forget_if_empty(bucket, early)
+
+    def waiting_for_probes(self, bucket: Hashable) -> bool:
+        """True while nothing of ``bucket`` finished and enough probes still run to see it."""
+        early = self._early.get(bucket)
+        return early is not None and not early.durations and early.probes_running >= MIN_EVIDENCE
+
+    def likely_still_running(self, bucket: Hashable, age: float) -> bool:
+        """True when the early evidence says a job of age ``age`` has almost surely not
+        finished (under ``SKIP_BELOW_FINISHED`` of ``MIN_EVIDENCE``+ jobs had)."""
+        early = self._early.get(bucket)
+        if early is None or early.at_risk(age) < MIN_EVIDENCE:
+            return False
+        return early.finished_by(age) < SKIP_BELOW_FINISHED
+
+
+class AdaptiveTiming:
+    """:class:`PollTiming` from a :class:`PollPolicy` and the bucket's observed durations.
+
+    Before ``MIN_SAMPLES`` completions of a bucket: the policy's backoff. After: the first
+    poll aims at the ``FIRST_POLL_QUANTILE`` of the durations, later ones wait
+    ``LAG_FRACTION`` of the job's age (capped at ``max_interval``). ``adaptive=False``
+    keeps the plain backoff.
+    """
+
+    def __init__(
+        self,
+        policy: PollPolicy,
+        rng: random.Random | None = None,
+        estimate: DurationEstimate | None = None,
+    ) -> None:
+        self.policy = policy
+        self.rng = rng or random.Random()
+        self.estimate = estimate or DurationEstimate()
+
+    def _aim(self, bucket: Hashable) -> float | None:
+        if not self.policy.adaptive:
+            return None
+        return self.estimate.quantile(bucket, FIRST_POLL_QUANTILE)
+
+    def first_delay(self, bucket: Hashable) -> float:
+        """Seconds from the create to the first poll."""
+        aim = self._aim(bucket)
+        if aim is not None:
+            return jittered(aim, self.policy, self.rng)
+        return backoff_delay(0, self.policy, self.rng)
+
+    def next_delay(self, bucket: Hashable, age: float, polls: int) -> float:
+        """Seconds to the next poll of a job ``age`` seconds old, polled ``polls`` times."""
+        aim = self._aim(bucket)
+        if aim is None:
+            return backoff_delay(polls, self.policy, self.rng)
+        # Before the expected end, jump to it; after, follow the age so that the lag stays
+        # a fixed fraction of the job's duration.
+        delay = min(self.policy.max_interval, max(aim - age, age * LAG_FRACTION))
+        return jittered(delay, self.policy, self.rng)
+
+    def observe(self, bucket: Hashable, duration: float) -> None:
+        """A job of ``bucket`` finished ``duration`` seconds after its create."""
+        if self.policy.adaptive:
+            self.estimate.observe(bucket, duration)

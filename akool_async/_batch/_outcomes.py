@@ -1,0 +1,142 @@
+"""The outcome stream: one :class:`Outcome` per job, handed out in completion order.
+
+Every job gets a :class:`JobHandle` when it enters the batch. Its outcome is taken either
+through the handle (``await handle.outcome()``) or by iterating the batch, whichever comes
+first; taking it frees the job's in-flight slot, so a slow consumer slows intake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import attrs
+
+from akool_async._download import DownloadError
+from akool_async._errors import AkoolError
+from akool_async._models import CharacterSwap, CharacterSwapResult, HeadSwap, HeadSwapResult
+
+__all__ = ["BatchStats", "JobHandle", "Outcome", "OutcomeStream"]
+
+Request = CharacterSwap | HeadSwap
+Result = CharacterSwapResult | HeadSwapResult
+
+
+@attrs.frozen
+class Outcome:
+    """The single outcome of one job: exactly one of ``result`` and ``error`` is set.
+
+    With ``download_dir``, ``path`` is where the output was saved, or ``download_error``
+    says why it was not (the job itself still succeeded: ``result`` is set).
+    """
+
+    key: str
+    job: Request
+    result: Result | None = None
+    error: AkoolError | None = None
+    task_id: str | None = None
+    path: Path | None = None
+    download_error: DownloadError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the job completed (``result`` is set)."""
+        return self.error is None
+
+
+@attrs.frozen
+class BatchStats:
+    """A snapshot of a batch's progress. ``credits`` sums character-swap credits charged."""
+
+    pending: int = 0
+    submitting: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    credits: float = 0.0
+
+    @property
+    def done(self) -> int:
+        """Jobs with an outcome."""
+        return self.completed + self.failed + self.uncertain
+
+
+class JobHandle:
+    """Returned by :meth:`Batch.submit`; ``await handle.outcome()`` waits for that job."""
+
+    def __init__(self, key: str, take: Callable[[JobHandle], Outcome]) -> None:
+        self.key = key
+        self.settled: Outcome | None = None
+        self.consumed = False
+        self._take = take
+        self._event = anyio.Event()
+
+    def done(self) -> bool:
+        """True once the job has an outcome."""
+        return self.settled is not None
+
+    def settle(self, outcome: Outcome) -> None:
+        """Give the job its outcome (once) and wake whoever awaits it."""
+        self.settled = outcome
+        self._event.set()
+
+    async def outcome(self) -> Outcome:
+        """Wait for and return this job's outcome (it is then not yielded by iteration)."""
+        await self._event.wait()
+        return self._take(self)
+
+    def __repr__(self) -> str:
+        return f"JobHandle(key={self.key!r}, done={self.done()})"
+
+
+class OutcomeStream:
+    """Settled jobs whose outcome nobody took yet, oldest first.
+
+    An outcome taken through its handle leaves at once, so a web backend that only awaits
+    handles never accumulates anything here.
+    """
+
+    def __init__(self, release_slot: Callable[[], None]) -> None:
+        self._release_slot = release_slot
+        self._ready: dict[JobHandle, None] = {}  # insertion-ordered: completion order
+        self._arrived = anyio.Event()
+        self._closed = False
+
+    def new_handle(self, key: str) -> JobHandle:
+        """A handle for a job entering the batch."""
+        return JobHandle(key, self.take)
+
+    def deliver(self, handle: JobHandle, outcome: Outcome) -> None:
+        """Settle ``handle`` and queue its outcome for the consumer."""
+        handle.settle(outcome)
+        self._ready[handle] = None
+        self._arrived.set()
+
+    def take(self, handle: JobHandle) -> Outcome:
+        """The settled outcome of ``handle``; the first take frees the job's slot."""
+        if not handle.consumed:
+            handle.consumed = True
+            self._ready.pop(handle, None)
+            self._release_slot()
+        assert handle.settled is not None
+        return handle.settled
+
+    def close(self) -> None:
+        """No more outcomes: :meth:`next` ends once the queued ones are taken."""
+        self._closed = True
+        self._arrived.set()
+
+    async def next(self) -> Outcome:
+        """The oldest outcome nobody took; ``anyio.EndOfStream`` once closed and empty."""
+        while not self._ready:
+            if self._closed:
+                raise anyio.EndOfStream
+            if self._arrived.is_set():
+                self._arrived = anyio.Event()
+            await self._arrived.wait()
+        return self.take(next(iter(self._ready)))
+
+    def __len__(self) -> int:
+        return len(self._ready)
