@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -27,6 +28,8 @@ class ManualClock:
     - ``ManualClock(sim)``: the simulator's manual clock, so sleeping advances the server too.
     - ``settle=True``: a sleep first waits until every other task is blocked, so work already
       due runs at the instant it was due (schedulers, batches).
+    - ``start_wall``: what ``wall()`` reads at logical time 0 (assignable: a test can move
+      the wall clock of a ``frozen`` clock by setting it).
     - ``wall_step``: seconds ``wall()`` advances per read (distinct stored timestamps).
     - ``frozen=True``: sleeping does not move time (receivers that only read the wall clock).
     Every sleep is recorded in ``sleeps``.
@@ -77,10 +80,23 @@ class ManualClock:
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         if self.settle:
-            await anyio.wait_all_tasks_blocked()
+            await all_other_tasks_blocked()
         if not self.frozen:
             self.advance(max(0.0, seconds))
         await anyio.lowlevel.checkpoint()
+
+
+async def all_other_tasks_blocked() -> None:
+    """``anyio.wait_all_tasks_blocked()`` without its 0.1 s real sleep per busy round.
+
+    A task is blocked when it awaits a future that is not done (asyncio's ``_fut_waiter``).
+    """
+    this = asyncio.current_task()
+    while True:
+        await asyncio.sleep(0)
+        waiters = (getattr(t, "_fut_waiter", None) for t in asyncio.all_tasks() if t is not this)
+        if all(w is not None and not w.done() for w in waiters):
+            return
 
 
 @pytest.fixture

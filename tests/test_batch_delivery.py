@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import ManualClock
 
 import akool_async as akool
 from akool_async._journal import Journal
@@ -102,23 +103,14 @@ async def test_old_undownloaded_result_warns_before_expiry(
 ) -> None:
     """Replaying a result completed over six days ago and never downloaded logs a warning."""
 
-    class WeekAgo:
-        def monotonic(self) -> float:
-            return 0.0
-
-        def wall(self) -> float:
-            return time.time() - 7 * 24 * 3600
-
-        async def sleep(self, seconds: float) -> None:
-            raise AssertionError("not used")
-
+    week_ago = ManualClock(start_wall=time.time() - 7 * 24 * 3600, frozen=True)
     db = tmp_path / "run.db"
     async with sim() as s, client_for(s) as client:
         async with client.batch(jobs(1), journal=db) as outcomes:
             (first,) = [o async for o in outcomes]
         assert first.result is not None
         # Rewrite the record as if it had completed a week ago.
-        async with Journal(tmp_path / "old.db", clock=WeekAgo()) as old:
+        async with Journal(tmp_path / "old.db", clock=week_ago) as old:
             record = await old.begin(
                 "clip/0",
                 kind="character_swap",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +14,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 import pytest
+from conftest import ManualClock
 
 from akool_async._api import Credentials
 from akool_async._client import AkoolClient
@@ -52,25 +52,6 @@ FAST_POLL = PollPolicy(initial=1.0, factor=2.0, max_interval=16.0, jitter=0.1)
 ENV_VARS = ("AKOOL_API_KEY", "AKOOL_CLIENT_ID", "AKOOL_CLIENT_SECRET", "AKOOL_BASE_URL")
 
 
-class SimClock:
-    """A client clock driven by the simulator's manual clock: sleeping advances it at once."""
-
-    def __init__(self, sim: AkoolSimulator) -> None:
-        self.sim = sim
-        self.slept = 0.0
-
-    def monotonic(self) -> float:
-        return self.sim.now()
-
-    def wall(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept += max(0.0, seconds)
-        self.sim.advance(max(0.0, seconds))
-        await anyio.lowlevel.checkpoint()
-
-
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's real Akool environment variables."""
@@ -81,7 +62,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_client(sim: AkoolSimulator, **kw: Any) -> AkoolClient:
     """A client for ``sim`` with instant time and fast policies (overridable)."""
     kw.setdefault("base_url", sim.base_url)
-    kw.setdefault("clock", SimClock(sim))
+    kw.setdefault("clock", ManualClock(sim))
     kw.setdefault("retry", FAST_RETRY)
     kw.setdefault("poll", FAST_POLL)
     if "client_id" not in kw and "api_key" not in kw:
@@ -211,7 +192,7 @@ def test_repr_hides_secrets() -> None:
 
 def test_policies_exposed() -> None:
     """poll_policy, retry_policy and clock are available to the batch engine."""
-    clock = SimClockless()
+    clock = ManualClock()
     client = AkoolClient("k", poll=FAST_POLL, retry=FAST_RETRY, clock=clock)
     assert client.poll_policy is FAST_POLL
     assert client.retry_policy is FAST_RETRY
@@ -430,7 +411,7 @@ async def test_get_honours_retry_after() -> None:
     async with sim_and_client() as (sim, client):
         sim.inject("credit", Fault(kind="http_429", retry_after=7.0))
         await client.get_credits()
-        assert isinstance(client.clock, SimClock)
+        assert isinstance(client.clock, ManualClock)
         assert client.clock.slept >= 7.0
 
 
@@ -535,32 +516,13 @@ async def test_connect_error_retried_then_raised() -> None:
     # Unbounded create pacing, so the only sleeps counted are the retry loop's.
     unpaced = Limits(max_creates_per_second=1e12)
     client = AkoolClient(
-        "k", base_url=base_url, retry=FAST_RETRY, clock=SimClockless(), limits=unpaced
+        "k", base_url=base_url, retry=FAST_RETRY, clock=ManualClock(), limits=unpaced
     )
     async with client:
         with pytest.raises(ConnectError) as info:
             await client.character_swap.create(char_req())
     assert info.value.method == "POST"
-    assert client.clock.sleeps == FAST_RETRY.attempts - 1  # type: ignore[attr-defined]
-
-
-class SimClockless:
-    """An instant clock counting sleeps (for tests without a running simulator)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps = 0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps += 1
-        self.now += max(0.0, seconds)
-        await anyio.lowlevel.checkpoint()
+    assert len(client.clock.sleeps) == FAST_RETRY.attempts - 1  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- chaos

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -17,6 +16,7 @@ import anyio.lowlevel
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from conftest import ManualClock
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,50 +42,12 @@ IMG = "https://img.example/face.png"
 API_KEY = "sk-download-test-key-0123456789"
 
 
-class SimClock:
-    """A client clock driven by the simulator's manual clock: sleeping advances it at once."""
-
-    def __init__(self, sim: AkoolSimulator) -> None:
-        self.sim = sim
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.sim.now()
-
-    def wall(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.sim.advance(max(0.0, seconds))
-        await anyio.lowlevel.checkpoint()
-
-
-class InstantClock:
-    """A virtual clock for tests without a simulator: sleeping only moves its time."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += max(0.0, seconds)
-        await anyio.lowlevel.checkpoint()
-
-
 @asynccontextmanager
 async def sim_and_client(**sim_kw: Any) -> AsyncIterator[tuple[AkoolSimulator, AkoolClient]]:
     """A manual-clock simulator and an open client with fast retries for it."""
     async with AkoolSimulator(manual_clock=True, **sim_kw) as sim:
         client = AkoolClient(
-            sim.api_key, base_url=sim.base_url, clock=SimClock(sim), retry=FAST_RETRY
+            sim.api_key, base_url=sim.base_url, clock=ManualClock(sim), retry=FAST_RETRY
         )
         async with client:
             yield sim, client
@@ -94,7 +56,7 @@ async def sim_and_client(**sim_kw: Any) -> AsyncIterator[tuple[AkoolSimulator, A
 @asynccontextmanager
 async def local_client(retry: RetryPolicy = FAST_RETRY) -> AsyncIterator[AkoolClient]:
     """An open client whose API base URL is never contacted (downloads go elsewhere)."""
-    client = AkoolClient(API_KEY, base_url="http://127.0.0.1:9", clock=InstantClock(), retry=retry)
+    client = AkoolClient(API_KEY, base_url="http://127.0.0.1:9", clock=ManualClock(), retry=retry)
     async with client:
         yield client
 
@@ -535,9 +497,9 @@ async def test_retry_after_is_honoured(tmp_path: Path) -> None:
     async with FileServer(body, fail=fail) as server, local_client() as client:
         await download(client, server.url(), tmp_path / "a.mp4")
         clock = client.clock
-    assert isinstance(clock, InstantClock)
-    assert clock.slept[0] >= 7
-    assert clock.slept[1] >= 5
+    assert isinstance(clock, ManualClock)
+    assert clock.sleeps[0] >= 7
+    assert clock.sleeps[1] >= 5
     assert server.statuses == [503, 429, 200]
     assert (tmp_path / "a.mp4").read_bytes() == body
 
@@ -548,8 +510,8 @@ async def test_retry_after_beyond_cap_fails_at_once(tmp_path: Path) -> None:
         with pytest.raises(DownloadError) as info:
             await download(client, server.url(), tmp_path / "a.mp4")
         clock = client.clock
-    assert isinstance(clock, InstantClock)
-    assert clock.slept == []
+    assert isinstance(clock, ManualClock)
+    assert clock.sleeps == []
     assert info.value.http_status == 429
     assert len(server.statuses) == 1
     assert listing(tmp_path) == []

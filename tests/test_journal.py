@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from conftest import ManualClock
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,23 +43,6 @@ HELPER = Path(__file__).parent / "journal_helpers" / "journal_writer.py"
 SWAP = akool.CharacterSwap("https://x.test/a.png", "https://x.test/v.mp4")
 REQUEST = request_to_dict(SWAP)
 FP = request_fingerprint(SWAP)
-
-
-class FakeClock:
-    """A clock whose wall time advances by one second per read."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        self.now += 1.0
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def sqlite_connect(path: Path) -> contextlib.closing[sqlite3.Connection]:
@@ -123,7 +107,7 @@ async def drive(journal: Journal, key: str, state: JobState) -> JobRecord:
 
 async def test_character_swap_lifecycle_records_every_field(tmp_path: Path) -> None:
     """A job goes pending -> sending -> created -> completed with ids, raw result and times."""
-    clock = FakeClock()
+    clock = ManualClock(start_wall=1_000.0, wall_step=1.0)
     async with Journal(tmp_path / "j.db", clock=clock) as journal:
         rec = await begin(journal, "a")
         assert (rec.state, rec.kind, rec.fingerprint, rec.attempts) == (

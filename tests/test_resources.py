@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import pytest
+from conftest import ManualClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,23 +44,6 @@ FAST_POLL = PollPolicy(initial=1.0, factor=2.0, max_interval=16.0, jitter=0.1)
 IMG = "https://img.example/face.png"
 
 
-class SimClock:
-    """A client clock driven by the simulator's manual clock: sleeping advances it at once."""
-
-    def __init__(self, sim: AkoolSimulator) -> None:
-        self.sim = sim
-
-    def monotonic(self) -> float:
-        return self.sim.now()
-
-    def wall(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        self.sim.advance(max(0.0, seconds))
-        await anyio.lowlevel.checkpoint()
-
-
 @asynccontextmanager
 async def sim_and_client(**sim_kw: Any) -> AsyncIterator[tuple[AkoolSimulator, AkoolClient]]:
     """A manual-clock simulator and an open fast client for it."""
@@ -70,7 +51,7 @@ async def sim_and_client(**sim_kw: Any) -> AsyncIterator[tuple[AkoolSimulator, A
         client = AkoolClient(
             sim.api_key,
             base_url=sim.base_url,
-            clock=SimClock(sim),
+            clock=ManualClock(sim),
             retry=FAST_RETRY,
             poll=FAST_POLL,
         )

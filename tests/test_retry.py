@@ -8,6 +8,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 import pytest
+from conftest import ManualClock
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,24 +40,6 @@ from akool_async._retry import (
 )
 
 seconds = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
-
-
-class StepClock:
-    """A clock whose sleeps return at once and advance logical time."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
 
 
 # --------------------------------------------------------------------------- backoff
@@ -243,7 +226,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_retry_succeeds_after_transient_errors() -> None:
     """Transient errors are retried and the eventual result returned."""
-    clock = StepClock()
+    clock = ManualClock()
     fn, calls = failing([ServerError("a"), ConnectionLostError("b")])
     got = await retry_call(fn, policy=POLICY, clock=clock, rng=random.Random(1))
     assert got == "ok"
@@ -253,7 +236,7 @@ async def test_retry_succeeds_after_transient_errors() -> None:
 
 async def test_retry_stops_after_attempts() -> None:
     """After `attempts` tries the last error is raised."""
-    clock = StepClock()
+    clock = ManualClock()
     fn, calls = failing([ServerError(str(i)) for i in range(10)])
     with pytest.raises(ServerError, match="3"):
         await retry_call(fn, policy=POLICY, clock=clock, rng=random.Random(1))
@@ -262,7 +245,7 @@ async def test_retry_stops_after_attempts() -> None:
 
 async def test_retry_stops_at_total_timeout() -> None:
     """A sleep that would pass the total-time budget is not taken."""
-    clock = StepClock()
+    clock = ManualClock()
     policy = RetryPolicy(attempts=100, timeout=3.0, initial=1.0, max_delay=1.0)
     fn, calls = failing([RateLimitError("x", retry_after=1.0) for _ in range(100)])
     with pytest.raises(RateLimitError):
@@ -273,7 +256,7 @@ async def test_retry_stops_at_total_timeout() -> None:
 
 async def test_retry_honours_retry_after() -> None:
     """Retry-After is used as the minimum sleep."""
-    clock = StepClock()
+    clock = ManualClock()
     fn, _ = failing([RateLimitError("x", retry_after=4.5)])
     await retry_call(fn, policy=POLICY, clock=clock, rng=random.Random(1))
     assert clock.sleeps == [4.5]
@@ -281,7 +264,7 @@ async def test_retry_honours_retry_after() -> None:
 
 async def test_retry_after_above_cap_gives_up() -> None:
     """A Retry-After longer than max_retry_after fails at once with the rate-limit error."""
-    clock = StepClock()
+    clock = ManualClock()
     fn, calls = failing([RateLimitError("x", retry_after=5.5)])
     with pytest.raises(RateLimitError):
         await retry_call(fn, policy=POLICY, clock=clock, rng=random.Random(1))
@@ -293,7 +276,7 @@ async def test_retry_non_retryable_raises_at_once() -> None:
     """Definite errors are raised without a retry."""
     fn, calls = failing([InvalidParameterError("x", code=1003)])
     with pytest.raises(InvalidParameterError):
-        await retry_call(fn, policy=POLICY, clock=StepClock(), rng=random.Random(1))
+        await retry_call(fn, policy=POLICY, clock=ManualClock(), rng=random.Random(1))
     assert calls[0] == 1
 
 
@@ -312,7 +295,7 @@ async def test_create_retries_on_proof_of_no_task(err: Exception) -> None:
     got = await retry_call(
         fn,
         policy=POLICY,
-        clock=StepClock(),
+        clock=ManualClock(),
         rng=random.Random(1),
         create_request="req",
     )
@@ -336,7 +319,7 @@ async def test_create_ambiguous_becomes_submission_uncertain(err: Exception) -> 
         await retry_call(
             fn,
             policy=POLICY,
-            clock=StepClock(),
+            clock=ManualClock(),
             rng=random.Random(1),
             create_request="req",
         )
@@ -353,7 +336,7 @@ async def test_create_definite_rejection_raised_as_is() -> None:
         await retry_call(
             fn,
             policy=POLICY,
-            clock=StepClock(),
+            clock=ManualClock(),
             rng=random.Random(1),
             create_request="req",
         )
@@ -367,7 +350,7 @@ async def test_on_retry_called_before_each_sleep() -> None:
     await retry_call(
         fn,
         policy=POLICY,
-        clock=StepClock(),
+        clock=ManualClock(),
         rng=random.Random(1),
         on_retry=lambda n, e, d: seen.append((n, e.message, d)),
     )
@@ -378,7 +361,7 @@ async def test_on_retry_called_before_each_sleep() -> None:
 @given(st.integers(min_value=1, max_value=8), st.integers())
 async def test_retry_sleeps_respect_policy(attempts: int, seed: int) -> None:
     """Total sleep never exceeds the policy timeout and each sleep the max delay."""
-    clock = StepClock()
+    clock = ManualClock()
     policy = RetryPolicy(attempts=attempts, timeout=2.0, initial=0.5, max_delay=1.0)
     fn, calls = failing([ServerError("x") for _ in range(attempts)])
     with pytest.raises(ServerError):
@@ -390,7 +373,7 @@ async def test_retry_sleeps_respect_policy(attempts: int, seed: int) -> None:
 
 async def test_progress_restarts_the_attempt_budget() -> None:
     """A failure after progress starts a fresh budget of attempts, itself included."""
-    clock = StepClock()
+    clock = ManualClock()
     errors = [ServerError("a"), ServerError("b"), ServerError("c"), ServerError("d")]
     fn, calls = failing(errors)
     progress = iter([False, True, False, False])
@@ -412,5 +395,5 @@ async def test_any_error_retry_after_above_the_cap_fails_at_once() -> None:
 
     fn, calls = failing([BusyError("busy")])
     with pytest.raises(BusyError):
-        await retry_call(fn, policy=POLICY, clock=StepClock(), rng=random.Random(1))
+        await retry_call(fn, policy=POLICY, clock=ManualClock(), rng=random.Random(1))
     assert calls == [1]

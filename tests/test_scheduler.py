@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import random
@@ -12,11 +11,8 @@ from collections.abc import Callable
 import anyio
 import attrs
 import pytest
+from conftest import ManualClock
 
-from akool_async._config import PollPolicy
-from akool_async._errors import NotFoundError, RateLimitError, ServerError, WaitTimeoutError
-from akool_async._models import TaskStatus
-from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer, share_cut
 from akool_async._batch._estimate import (
     FIRST_JOBS_PROBING,
     MAX_EARLY_COMPLETIONS,
@@ -26,40 +22,12 @@ from akool_async._batch._estimate import (
     DurationEstimate,
 )
 from akool_async._batch._scheduler import PollScheduler
+from akool_async._config import PollPolicy
+from akool_async._errors import NotFoundError, RateLimitError, ServerError, WaitTimeoutError
+from akool_async._models import TaskStatus
+from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer, share_cut
 
 pytestmark = pytest.mark.anyio
-
-
-class LogicalClock:
-    """A clock whose sleep advances logical time instantly, once every other task waits.
-
-    Waiting for the other tasks first keeps work that is already due (a poll handed to a
-    worker, say) at the instant it was due instead of after the sleeper's jump.
-    """
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.now
-
-    async def sleep(self, seconds: float) -> None:
-        await _all_other_tasks_blocked()
-        self.now += max(0.0, seconds)
-        await anyio.lowlevel.checkpoint()
-
-
-async def _all_other_tasks_blocked() -> None:
-    """``anyio.wait_all_tasks_blocked()`` without its 0.1 s real sleep per busy round."""
-    this = asyncio.current_task()
-    while True:
-        await asyncio.sleep(0)
-        waiters = (getattr(t, "_fut_waiter", None) for t in asyncio.all_tasks() if t is not this)
-        if all(w is not None and not w.done() for w in waiters):
-            return
 
 
 @attrs.frozen
@@ -69,7 +37,7 @@ class FakeResult:
 
 async def test_pacer_spaces_slots_at_the_configured_rate() -> None:
     """Ten acquisitions at 5 req/s occupy exactly 1.8 logical seconds (first slot is free)."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     pacer = Pacer(5.0, clock)
     for _ in range(10):
         await pacer.acquire()
@@ -78,7 +46,7 @@ async def test_pacer_spaces_slots_at_the_configured_rate() -> None:
 
 async def test_pacer_throttle_cuts_rate_once_per_burst_and_honours_retry_after() -> None:
     """A burst of throttles cuts the rate once, and Retry-After pauses the next slot."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     pacer = Pacer(10.0, clock)
     pacer.throttled(2.0)
     pacer.throttled(2.0)
@@ -91,7 +59,7 @@ async def test_pacer_throttle_cuts_rate_once_per_burst_and_honours_retry_after()
 
 async def test_pacer_recovers_additively_to_its_ceiling() -> None:
     """Successes raise a throttled rate back to, and never above, the ceiling."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     pacer = Pacer(10.0, clock)
     pacer.throttled(None)
     assert pacer.rate < 10.0
@@ -102,11 +70,11 @@ async def test_pacer_recovers_additively_to_its_ceiling() -> None:
 
 async def test_unbounded_pacer_starts_from_the_observed_rate_when_throttled() -> None:
     """An infinite-ceiling pacer sends freely, then slows below its observed rate."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     pacer = Pacer(math.inf, clock)
     for _ in range(33):
         await pacer.acquire()
-        clock.now += 0.01  # the caller's own work: 100 requests per second
+        clock.advance(0.01)  # the caller's own work: 100 requests per second
     assert clock.now == pytest.approx(0.33)
     pacer.throttled(None)
     assert pacer.rate == pytest.approx(100.0 * DECREASE, rel=0.05)
@@ -114,7 +82,7 @@ async def test_unbounded_pacer_starts_from_the_observed_rate_when_throttled() ->
 
 async def test_random_throttling_slows_the_pacer_but_never_below_its_floor() -> None:
     """429s on one request in ten slow the pacer down to, and not past, its floor."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     pacer = Pacer(100.0, clock)
     rates = []
     for i in range(COOLDOWN * 100):
@@ -130,14 +98,14 @@ async def test_random_throttling_slows_the_pacer_but_never_below_its_floor() -> 
 
 async def test_pacer_holds_a_real_server_limit_with_few_rejections() -> None:
     """Against a 50 req/s token bucket, an unbounded pacer settles at >= 85 % of the limit."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     pacer = Pacer(math.inf, clock)
     limit, tokens, last = 50.0, 50.0, 0.0
     accepted: list[float] = []
     rejected = 0
     for _ in range(6000):
         await pacer.acquire()
-        clock.now += 0.001  # each request costs the caller a little time
+        clock.advance(0.001)  # each request costs the caller a little time
         tokens = min(limit, tokens + (clock.now - last) * limit)
         last = clock.now
         if tokens >= 1.0:
@@ -156,7 +124,7 @@ async def test_pacer_holds_a_real_server_limit_with_few_rejections() -> None:
 
 async def _two_pacers_against_one_bucket(*, shared: bool) -> tuple[int, list[float]]:
     """GET (50/s) and create (20/s) pacers against one 20 req/s bucket, in slot order."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     gets, creates = Pacer(50.0, clock), Pacer(20.0, clock)
     limit, tokens, last = 20.0, 20.0, 0.0
     accepted: list[float] = []
@@ -203,7 +171,7 @@ def test_estimator_quantiles_need_min_samples_and_slide() -> None:
     assert est.samples("b") == 256
 
 
-async def _run_scheduler(sched: PollScheduler, clock: LogicalClock, until: anyio.Event) -> None:
+async def _run_scheduler(sched: PollScheduler, clock: ManualClock, until: anyio.Event) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(sched.run)
         await until.wait()
@@ -212,7 +180,7 @@ async def _run_scheduler(sched: PollScheduler, clock: LogicalClock, until: anyio
 
 async def test_scheduler_polls_each_id_until_terminal_and_reports_once() -> None:
     """Every watched id gets exactly one outcome, after as many polls as it needed."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=0.001, factor=1.5, max_interval=0.01, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=False)
     sched = PollScheduler(policy, clock, rng=random.Random(1))
@@ -243,7 +211,7 @@ async def test_scheduler_polls_each_id_until_terminal_and_reports_once() -> None
 
 async def test_scheduler_backs_off_exponentially_per_id() -> None:
     """Without adaptation, successive polls of one id are initial * factor**n apart."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=1.0, factor=2.0, max_interval=5.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=False)
     sched = PollScheduler(policy, clock)
@@ -263,7 +231,7 @@ async def test_scheduler_backs_off_exponentially_per_id() -> None:
 
 async def test_scheduler_adaptive_first_poll_aims_at_observed_duration() -> None:
     """After a few completions, a new job's first poll lands near the observed duration."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=1.0, factor=1.5, max_interval=100.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
     sched = PollScheduler(policy, clock)
@@ -284,7 +252,7 @@ async def test_scheduler_adaptive_first_poll_aims_at_observed_duration() -> None
 
 async def test_scheduler_deadline_gives_wait_timeout_with_task_id() -> None:
     """A job still running at its deadline ends as WaitTimeoutError carrying its id."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=1.0, factor=1.0, max_interval=1.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=False)
     sched = PollScheduler(policy, clock)
@@ -309,7 +277,7 @@ async def test_scheduler_deadline_gives_wait_timeout_with_task_id() -> None:
 
 async def test_scheduler_retries_transient_errors_and_reports_permanent_ones() -> None:
     """A retryable poll error is polled again; a permanent one becomes the outcome."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=0.001, factor=1.0, max_interval=0.001, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=False)
     sched = PollScheduler(policy, clock, pacer=Pacer(1e6, clock))
@@ -345,7 +313,7 @@ async def test_scheduler_retries_transient_errors_and_reports_permanent_ones() -
 
 async def test_scheduler_complete_from_outside_stops_polling() -> None:
     """An id completed externally (webhook) is not polled again and reports once."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=10.0, jitter=0.0, adaptive=False)
     sched = PollScheduler(policy, clock)
     got: list[object] = []
@@ -370,7 +338,7 @@ async def test_scheduler_complete_from_outside_stops_polling() -> None:
 
 async def test_polls_in_flight_never_exceed_the_worker_pool() -> None:
     """Twenty ids due at once are polled by at most max_concurrent_polls workers, once each."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=0.0, factor=1.5, max_interval=0.01, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=False)
     sched = PollScheduler(policy, clock, max_concurrent_polls=3)
@@ -409,7 +377,7 @@ async def test_polls_in_flight_never_exceed_the_worker_pool() -> None:
 
 async def test_poll_now_during_a_poll_polls_again_right_after_it() -> None:
     """A webhook nudge that arrives mid-poll is not lost: the id is polled again at once."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=5.0, factor=1.5, max_interval=60.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=False)
     sched = PollScheduler(policy, clock)
@@ -440,7 +408,7 @@ async def test_poll_now_during_a_poll_polls_again_right_after_it() -> None:
 
 def test_watching_an_id_twice_is_refused() -> None:
     """A second watch of a live id raises instead of orphaning the first watcher."""
-    sched = PollScheduler(PollPolicy(), LogicalClock())
+    sched = PollScheduler(PollPolicy(), ManualClock(settle=True))
 
     async def poll(task_id: str) -> FakeResult:
         raise AssertionError("never polled")
@@ -455,7 +423,7 @@ def test_watching_an_id_twice_is_refused() -> None:
 
 async def test_a_new_burst_probes_with_a_few_jobs_and_detects_every_job_on_time() -> None:
     """With no completed job yet, polls that other jobs' evidence covers are skipped."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=1.0, factor=2.0, max_interval=1000.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
     sched = PollScheduler(policy, clock, max_concurrent_polls=8)
@@ -487,7 +455,7 @@ async def test_a_new_burst_probes_with_a_few_jobs_and_detects_every_job_on_time(
 
 async def test_a_staggered_jittered_burst_polls_only_its_first_jobs_before_a_completion() -> None:
     """Before anything of a kind has finished, only its first FIRST_JOBS_PROBING jobs are polled."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=1.0, factor=1.5, max_interval=1000.0, jitter=0.2,
                         max_polls_per_second=1e6, adaptive=True)
     sched = PollScheduler(policy, clock, max_concurrent_polls=8, rng=random.Random(7))
@@ -520,7 +488,7 @@ async def test_a_staggered_jittered_burst_polls_only_its_first_jobs_before_a_com
         w = sched.watch(f"t{i}", kind="k", poll=poll, on_done=on_done_for(f"t{i}"))
         if w.probe:
             probes.append(w.task_id)
-        clock.now += 0.01
+        clock.advance(0.01)
     await _run_scheduler(sched, clock, all_done)
     assert probes == [f"t{i}" for i in range(FIRST_JOBS_PROBING)]  # the first ones watched
     assert set(early_polls) <= set(probes)  # nobody else polled before a completion
@@ -532,7 +500,7 @@ async def test_a_staggered_jittered_burst_polls_only_its_first_jobs_before_a_com
 
 async def test_jobs_of_a_kind_poll_as_before_once_probing_cannot_work() -> None:
     """Fewer than MIN_EVIDENCE probes still running: jobs no longer hold back their polls."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=1.0, factor=2.0, max_interval=1000.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
     sched = PollScheduler(policy, clock)
@@ -588,7 +556,7 @@ def test_probing_lasts_until_the_first_completion_of_an_early_bucket() -> None:
 
 async def test_a_policy_without_initial_delay_polls_instead_of_skipping() -> None:
     """``initial`` 0 makes a skipped step zero long: the poll is sent, the driver never spins."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=0.0, factor=1.5, max_interval=1.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
     est = DurationEstimate()
@@ -597,7 +565,9 @@ async def test_a_policy_without_initial_delay_polls_instead_of_skipping() -> Non
         assert est.start_probe(bucket)  # its probes are out, nothing has finished
     for j in range(MIN_EVIDENCE):
         est.seen_running(("e", None), None, 100.0 + j)  # thirty seen running at 100+
-    sched = PollScheduler(policy, clock, timing=AdaptiveTiming(policy, estimate=est), max_concurrent_polls=1)
+    sched = PollScheduler(
+        policy, clock, timing=AdaptiveTiming(policy, estimate=est), max_concurrent_polls=1
+    )
     polled: list[str] = []
     done: list[str] = []
     all_done = anyio.Event()
@@ -622,7 +592,7 @@ async def test_a_policy_without_initial_delay_polls_instead_of_skipping() -> Non
 
 async def test_a_job_held_back_by_probing_is_polled_before_its_deadline() -> None:
     """Skipping never lets a deadline arrive unpolled: the last step before it is a poll."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=1.0, factor=1.5, max_interval=1000.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
     sched = PollScheduler(policy, clock)
@@ -655,7 +625,7 @@ async def test_a_job_held_back_by_probing_is_polled_before_its_deadline() -> Non
 async def test_a_job_held_back_by_early_evidence_is_polled_before_its_deadline() -> None:
     """A job skipped on its bucket's evidence is still polled on the last step before its
     deadline."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=1.0, factor=1.5, max_interval=1000.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
     sched = PollScheduler(policy, clock)
@@ -682,7 +652,7 @@ async def test_a_job_held_back_by_early_evidence_is_polled_before_its_deadline()
 
 async def test_poll_now_is_never_skipped_on_early_evidence() -> None:
     """A webhook nudge polls the id even when early evidence says it is running."""
-    clock = LogicalClock()
+    clock = ManualClock(settle=True)
     policy = PollPolicy(initial=10.0, factor=2.0, max_interval=1000.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=True)
     sched = PollScheduler(policy, clock)
@@ -806,7 +776,7 @@ def test_backoff_stays_at_its_cap_for_a_job_polled_thousands_of_times() -> None:
     """After ~1,750 polls factor**n overflows a float; the delay must stay max_interval."""
     policy = PollPolicy(initial=5.0, factor=1.5, max_interval=60.0, jitter=0.0,
                         max_polls_per_second=1e6, adaptive=False)
-    sched = PollScheduler(policy, LogicalClock())
+    sched = PollScheduler(policy, ManualClock(settle=True))
 
     async def poll(task_id: str) -> FakeResult:
         raise AssertionError("never polled")

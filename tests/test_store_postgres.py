@@ -10,6 +10,7 @@ import anyio
 import anyio.lowlevel
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
+from conftest import ManualClock
 from pg_cluster import ClusterStartError, PostgresCluster, postgres_cluster
 
 from akool_async import CharacterSwap
@@ -70,23 +71,6 @@ async def expire_leases(url: str, owner: str) -> None:
         "UPDATE akool_jobs SET lease_until = now() - interval '1 second' WHERE owner = $1",
         owner,
     )
-
-
-class FakeClock:
-    """A clock whose wall time advances by one second per read."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        self.now += 1.0
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def begin(store: PostgresStore, key: str) -> JobRecord:
@@ -160,7 +144,8 @@ def test_cluster_that_cannot_start_fails_loudly(monkeypatch: pytest.MonkeyPatch)
 
 async def test_lifecycle_records_every_field(store_url: str) -> None:
     """A job goes pending -> sending -> created -> completed with ids, raw result and times."""
-    async with PostgresStore(store_url, clock=FakeClock()) as store:
+    clock = ManualClock(start_wall=1_000.0, wall_step=1.0)  # wall time: 1001, 1002, ...
+    async with PostgresStore(store_url, clock=clock) as store:
         rec = await begin(store, "a")
         assert (rec.state, rec.kind, rec.fingerprint, rec.attempts) == (
             JobState.PENDING,
@@ -519,13 +504,14 @@ async def test_keep_alive_heartbeats_every_third_of_a_lease(store_url: str) -> N
     slept: list[float] = []
     first_sleep = anyio.Event()
 
-    class RecordingClock(FakeClock):
+    class RecordingClock(ManualClock):
         async def sleep(self, seconds: float) -> None:
             slept.append(seconds)
             first_sleep.set()
             await anyio.sleep_forever()
 
-    async with PostgresStore(store_url, lease_ttl=9, clock=RecordingClock()) as store:
+    clock = RecordingClock(start_wall=1_000.0, wall_step=1.0)
+    async with PostgresStore(store_url, lease_ttl=9, clock=clock) as store:
         await begin(store, "a")
         await expire_leases(store_url, store.member_id)
         async with anyio.create_task_group() as tg:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from conftest import ManualClock
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -147,27 +148,11 @@ def flip_b64(data_encrypt: str, byte_index: int) -> str:
     return base64.b64encode(bytes(raw)).decode()
 
 
-class FixedClock:
-    """A clock frozen at a wall time (only ``wall`` matters to the receiver)."""
-
-    def __init__(self, wall: float) -> None:
-        self.now = wall
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    def wall(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        return None
-
-
 def make_receiver(**kw: Any) -> WebhookReceiver:
     """A receiver with the test credentials on a clock frozen at NOW."""
     kw.setdefault("client_id", CLIENT_ID)
     kw.setdefault("client_secret", SECRET)
-    kw.setdefault("clock", FixedClock(NOW))
+    kw.setdefault("clock", ManualClock(start_wall=NOW, frozen=True))
     return WebhookReceiver(**kw)
 
 
@@ -615,14 +600,14 @@ async def test_receiver_hides_decrypt_detail_from_sender() -> None:
 
 async def test_receiver_stale_and_future_rejected_with_its_clock() -> None:
     """The receiver checks freshness against its clock; moving the clock changes the verdict."""
-    clock = FixedClock(NOW)
+    clock = ManualClock(start_wall=NOW, frozen=True)
     receiver = make_receiver(clock=clock)
     body = dumps(ind_seal(event_data()))
-    clock.now = NOW + 301
+    clock.start_wall = NOW + 301
     assert (await receiver.handle(body)).status == 400
-    clock.now = NOW - 301
+    clock.start_wall = NOW - 301
     assert (await receiver.handle(body)).status == 400
-    clock.now = NOW
+    clock.start_wall = NOW
     assert (await receiver.handle(body)).status == 200
     assert (receiver.rejected, receiver.accepted) == (2, 1)
 
