@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any, Protocol
 
 from akool_async._client import ENV_API_KEY, ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET
 from akool_async._converters import CHARACTER_SWAP_KIND, HEAD_SWAP_KIND
@@ -16,6 +17,10 @@ from ._report import configure_report_parser
 from ._run import DEFAULT_PROGRESS_INTERVAL, RunOptions
 
 __all__ = ["build_parser", "run_options"]
+
+
+class _Subparsers(Protocol):  # what add_subparsers() returns (its class is argparse-private)
+    def add_parser(self, *args: Any, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
 def _positive_int(text: str) -> int:
@@ -112,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_run(sub: _Subparsers) -> None:
     run = sub.add_parser(
         "run",
         help="run the jobs of a JSONL file",
@@ -181,7 +186,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _log_flag(run, default=argparse.SUPPRESS)
 
 
-def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_status(sub: _Subparsers) -> None:
     status = sub.add_parser("status", help="show one task's status")
     status.add_argument("id", metavar="ID", help="task id returned by a create")
     status.add_argument(
@@ -193,7 +198,7 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _log_flag(status, default=argparse.SUPPRESS)
 
 
-def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_simulate(sub: _Subparsers) -> None:
     simulate = sub.add_parser(
         "simulate",
         help="serve the offline Akool simulator",
@@ -234,7 +239,7 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _log_flag(simulate, default=argparse.SUPPRESS)
 
 
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_demo(sub: _Subparsers) -> None:
     demo = sub.add_parser(
         "demo",
         help="run a few hundred jobs against the embedded simulator (offline, < 1 minute)",
