@@ -104,18 +104,33 @@ def _code_error(
         cls = default
     text = f"Akool error {code}: {_quote(msg)}" if msg else f"Akool error {code}"
     if cls is RateLimitError:
-        return RateLimitError(
-            text,
-            retry_after=parse_retry_after(headers.get("Retry-After"), now_wall=now_wall),
-            method=method,
-            path=path,
-            http_status=status,
-            code=code,
-            msg=msg,
-            task_id=task_id,
-        )
+        return _rate_limit_error(text, status, headers, code, msg, method, path, task_id, now_wall)
     return cls(
         text, method=method, path=path, http_status=status, code=code, msg=msg, task_id=task_id
+    )
+
+
+def _rate_limit_error(  # noqa: PLR0917 (the fields every API error carries, in one order)
+    text: str,
+    status: int,
+    headers: Mapping[str, str],
+    code: int | None,
+    msg: str | None,
+    method: str,
+    path: str,
+    task_id: str | None,
+    now_wall: float,
+) -> RateLimitError:
+    """A :class:`RateLimitError` carrying the answer's Retry-After (seconds, or None)."""
+    return RateLimitError(
+        text,
+        retry_after=parse_retry_after(headers.get("Retry-After"), now_wall=now_wall),
+        method=method,
+        path=path,
+        http_status=status,
+        code=code,
+        msg=msg,
+        task_id=task_id,
     )
 
 
@@ -232,16 +247,7 @@ def _http_error(
         text = f"rate limited (HTTP 429{f', code {code}' if code is not None else ''})"
         if msg:
             text += f": {_quote(msg)}"
-        raise RateLimitError(
-            text,
-            retry_after=parse_retry_after(headers.get("Retry-After"), now_wall=now_wall),
-            method=method,
-            path=path,
-            http_status=status,
-            code=code,
-            msg=msg,
-            task_id=task_id,
-        )
+        raise _rate_limit_error(text, status, headers, code, msg, method, path, task_id, now_wall)
     if code is not None:
         raise _code_error(
             code,
