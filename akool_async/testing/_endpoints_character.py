@@ -92,12 +92,8 @@ class CharacterSwapEndpoints:
             fields={"image_url": image, **options},
         )
         price = task.price
-        account = state.account
         data = {
-            "_id": task.id,
-            "create_time": task.create_ms,
-            "uid": account.uid,
-            "team_id": account.team_id,
+            **task.identity_fields(),
             "status": 1,
             "video_duration": seconds,
             "deduction_credit": price,
@@ -118,12 +114,8 @@ class CharacterSwapEndpoints:
             state, request.query, "video_model_id", "character_swap", _NOT_FOUND
         )
         status = task.status(self._clock.now())
-        account = state.account
         data: dict[str, Any] = {
-            "_id": task.id,
-            "create_time": task.create_ms,
-            "uid": account.uid,
-            "team_id": account.team_id,
+            **task.identity_fields(),
         }
         if status >= 3:
             data["update_time"] = self._clock.epoch_ms(task.t_done)

@@ -92,12 +92,8 @@ class HeadSwapEndpoints:
     def _analysis_data(self, task: SimTask, *, detail: bool) -> dict[str, Any]:
         now = self._clock.now()
         status = task.status(now)
-        account = task.owner.account
         data: dict[str, Any] = {
-            "_id": task.id,
-            "create_time": task.create_ms,
-            "uid": account.uid,
-            "team_id": account.team_id,
+            **task.identity_fields(),
             "video_url": task.video_url,
             "type": "head",
             "status": status,
@@ -193,12 +189,8 @@ class HeadSwapEndpoints:
             fields={"model_name": model_name},
         )
         price = task.price
-        account = state.account
         data = {
-            "_id": task.id,
-            "create_time": task.create_ms,
-            "uid": account.uid,
-            "team_id": account.team_id,
+            **task.identity_fields(),
             "video_duration": seconds,
             "task_id": task.internal_id,
             "resolution": resolution,

@@ -65,6 +65,15 @@ class SimTask:
         # Only analyses detect people.
         self.people = people_in(video_url) if kind == "analysis" else 0
 
+    def identity_fields(self) -> dict[str, Any]:
+        """The fields every answer about a task starts with: its id, creation time, owner."""
+        account = self.owner.account
+        return {
+            "_id": self.id,
+            "create_time": self.create_ms,
+            "uid": account.uid,
+            "team_id": account.team_id,
+        }
     def status(self, now: float) -> int:
         """1 queueing, 2 processing, 3 completed or 4 failed at simulated time ``now``."""
         if now < self.t_proc:
