@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -36,7 +35,7 @@ from ._config import (
 from ._download import DEFAULT_CHUNK_SIZE, MAX_REDIRECTS, Downloader, download_file
 from ._errors import ClientStateError, ConfigurationError, ResponseError
 from ._journal import Journal
-from ._net import is_loopback_host
+from ._net import http_url_problem, split_url
 from ._resources import CharacterSwapResource, HeadSwapResource
 
 if TYPE_CHECKING:
@@ -119,21 +118,19 @@ def _check_base_url(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"base_url must be a non-empty URL string, got {value!r}")
     try:
-        parts = urlsplit(value)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError on a bad port
+        parts = split_url(value)
     except ValueError as exc:
         raise ConfigurationError(f"base_url {value!r} is not a valid URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not host:
+    problem = http_url_problem(parts)
+    if problem in ("scheme", "host"):
         raise ConfigurationError(
             f"base_url must be an https URL such as {DEFAULT_BASE_URL!r}, got {value!r}"
         )
-    if parts.username is not None or parts.password is not None:
+    if problem == "credentials":
         raise ConfigurationError("base_url must not contain credentials; pass api_key instead")
     if parts.query or parts.fragment:
         raise ConfigurationError(f"base_url must not have a query or fragment, got {value!r}")
-    if scheme == "http" and not is_loopback_host(host):
+    if problem == "plain_http":
         raise ConfigurationError(
             f"base_url must use https (got {value!r}): the API key would travel in clear "
             "text. Plain http is allowed only for loopback hosts (127.0.0.0/8, ::1, "

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from yarl import URL
 
 from akool_async._errors import DownloadError
-from akool_async._net import is_loopback_host
+from akool_async._net import http_url_problem, split_url
 
 __all__ = [
     "MAX_FILENAME_LENGTH",
@@ -75,26 +75,25 @@ def check_download_url(url: object) -> URL:
 def _check_parts(url: str) -> None:
     """Scheme, host and userinfo of a download URL (see :func:`check_download_url`)."""
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError on a bad port
+        parts = split_url(url)
     except ValueError as exc:
         raise DownloadError(f"download URL {redact_url(url)!r} is not a valid URL: {exc}") from None
-    scheme = parts.scheme.lower()
     shown = redact_url(url)
-    if scheme not in ("http", "https"):
+    problem = http_url_problem(parts)
+    if problem == "scheme":
+        scheme = parts.scheme.lower()
         what = f"a {scheme}: URL" if scheme else "a URL without a scheme"
         raise DownloadError(
             f"refusing to download {what}: only https (and http to loopback hosts) is allowed",
             url=shown,
         )
-    if not host:
+    if problem == "host":
         raise DownloadError(f"download URL {shown!r} has no host", url=shown)
-    if parts.username is not None or parts.password is not None:
+    if problem == "credentials":
         raise DownloadError(
             f"refusing a download URL with credentials in it ({shown!r})", url=shown
         )
-    if scheme == "http" and not is_loopback_host(host):
+    if problem == "plain_http":
         raise DownloadError(
             f"refusing plain http download from {shown!r}: use https (plain http is allowed "
             "only for loopback hosts such as the simulator)",
