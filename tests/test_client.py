@@ -496,9 +496,10 @@ async def test_create_ambiguous_is_submission_uncertain(
 
 async def test_timeouts_get_retried_create_uncertain() -> None:
     """A read timeout retries a GET but makes a create SubmissionUncertainError."""
-    slow = Fault(kind="slow", delay=0.5)
-    # An API call must end within connect + read = 0.25 s: the slow answer takes 0.5 s.
-    timeouts = Timeouts(connect=0.2, read=0.05, total=30.0)
+    slow = Fault(kind="slow", delay=2.0)
+    # An API call must end within connect + read = 1 s: the slow answer takes 2 s, a normal
+    # one fits even on a loaded machine.
+    timeouts = Timeouts(connect=0.5, read=0.5, total=30.0)
     async with sim_and_client(timeouts=timeouts) as (sim, client):
         sim.inject("credit", slow)
         await client.get_credits()

@@ -214,7 +214,9 @@ async def test_a_timed_out_call_leaves_the_task_usable() -> None:
             await release.wait()
         return web.Response(body=b"{}")
 
-    timeouts = Timeouts(connect=0.02, read=0.03, total=10)  # 0.05 s per call
+    # A call may take connect + read = 1 s: a quick answer fits even on a loaded machine,
+    # the slow call times out.
+    timeouts = Timeouts(connect=0.5, read=0.5, total=10)
     async with web_server(handler) as url:
         async with transport(url, timeouts=timeouts) as t:
             fast = await t.request("GET", "/fast")
