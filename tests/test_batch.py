@@ -351,6 +351,10 @@ async def test_stats_and_progress_track_every_job() -> None:
     assert any(s.running > 0 for s in snapshots)
 
 
+# Not a timing assertion: 2,000 jobs take seconds on an idle machine but minutes under
+# coverage with both CPUs busy, past the suite's 60 s per-test timeout (whose alarm, fired
+# inside the event loop, kills whichever server task it lands in).
+@pytest.mark.timeout(600)
 async def test_chaos_2000_jobs_one_outcome_each_and_no_duplicate_create() -> None:
     """Under the chaos profile, 2,000 mixed jobs end with one outcome each, never paid twice."""
     jobs: list[akool.CharacterSwap | akool.HeadSwap] = [
