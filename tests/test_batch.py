@@ -99,7 +99,7 @@ async def test_every_job_gets_exactly_one_outcome() -> None:
         assert o.result is not None
         assert o.result.status is akool.TaskStatus.COMPLETED
         assert o.result.output_url is not None
-        assert o.job is jobs[int(o.key)]
+        assert o.key == key_of(o.job)
         assert o.task_id == o.result.id
     assert stats.duplicate_creates == 0
     assert creates == 40
