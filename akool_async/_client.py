@@ -230,6 +230,11 @@ class AkoolClient:
         return self._api.base_url
 
     @property
+    def account_digest(self) -> str:
+        """A SHA-256 digest of the credential, never the credential (binds job stores)."""
+        return self._api.account_digest
+
+    @property
     def auth(self) -> Literal["api_key", "token"]:
         """``"api_key"`` (x-api-key header) or ``"token"`` (client id/secret -> bearer)."""
         return self._auth
@@ -313,6 +318,7 @@ class AkoolClient:
         progress: Callable[[BatchStats], None] | None = None,
         journal: str | os.PathLike[str] | Journal | None = None,
         resubmit_uncertain: bool = False,
+        retry_failed: bool = False,
         webhook_url: str | None = None,
         webhooks: WebhookReceiver | None = None,
         download_dir: str | os.PathLike[str] | None = None,
@@ -354,6 +360,7 @@ class AkoolClient:
             progress=progress,
             journal=journal,
             resubmit_uncertain=resubmit_uncertain,
+            retry_failed=retry_failed,
             webhook_url=webhook_url,
             webhooks=webhooks,
             downloader=(

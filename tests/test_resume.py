@@ -15,7 +15,7 @@ from anyio.streams.text import TextReceiveStream
 import akool_async as akool
 from akool_async._converters import analyze_to_wire
 from akool_async._journal import JobState, Journal
-from akool_async.testing import AkoolSimulator, Duration
+from akool_async.testing import AkoolSimulator, Duration, Fault
 
 pytestmark = pytest.mark.anyio
 
@@ -150,16 +150,16 @@ async def test_key_reused_with_a_different_request_is_a_clear_error(tmp_path: Pa
 async def test_rejected_create_is_recorded_and_sent_again_on_rerun(tmp_path: Path) -> None:
     """A create the server definitely refused (1104) created nothing, so a rerun sends it."""
     path = tmp_path / "run.db"
-    async with sim(credit=0) as s, client_for(s) as client:
+    async with sim() as s, client_for(s) as client:
+        s.inject("character_swap.create", Fault(kind="code", code=1104))
         async with client.batch(jobs(1), journal=path) as outcomes:
             (first,) = [o async for o in outcomes]
         assert isinstance(first.error, akool.InsufficientCreditError)
-    # Same journal, an account with credit (a fresh simulator): the job is sent again.
-    async with sim() as s2, client_for(s2) as client:
+        # Same journal, same account and server, credit again: the job is sent again.
         async with client.batch(jobs(1), journal=path) as outcomes:
             (second,) = [o async for o in outcomes]
         assert second.ok
-        assert swap_creates(s2) == 1
+        assert swap_creates(s) == 2  # the refused create and the one that paid
 
 
 async def _run_child(
