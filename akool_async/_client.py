@@ -231,7 +231,8 @@ class AkoolClient:
 
     @property
     def account_digest(self) -> str:
-        """A SHA-256 digest of the credential, never the credential (binds job stores)."""
+        """A SHA-256 digest of the credential (16 hex digits), never the credential; it binds
+        job stores to the account."""
         return self._api.account_digest
 
     @property

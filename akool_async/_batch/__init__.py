@@ -24,7 +24,7 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 import attrs
@@ -166,10 +166,11 @@ class Batch:
                 self._intake.discard()
                 self._stream.close()
                 raise
-            assert isinstance(store, Journal)
-            self._journal = store
+            # Stages are typed against the SQLite Journal; other JobStores quack alike.
+            self._journal = cast("Journal", store)
             self._owns_journal = store is not spec
-            self._guard.recovery.path = Path(store.path + RECOVERY_SUFFIX)
+            if isinstance(store, Journal):
+                self._guard.recovery.path = Path(store.path + RECOVERY_SUFFIX)
         self._submitter = Submitter(
             self._client,
             concurrency=self._concurrency,
