@@ -69,9 +69,12 @@ def creates(s: AkoolSimulator) -> int:
 async def test_default_keys_come_from_content_and_count_identical_requests() -> None:
     """Keyless jobs are keyed by fingerprint, identical ones get #2, #3 whatever the order."""
     a, b = char(1), char(2)
-    async with sim() as s, client_for(s) as client:
-        async with client.batch([b, a, a, b, a], concurrency=2) as outcomes:
-            keys = sorted([o.key async for o in outcomes])
+    async with (
+        sim() as s,
+        client_for(s) as client,
+        client.batch([b, a, a, b, a], concurrency=2) as outcomes,
+    ):
+        keys = sorted([o.key async for o in outcomes])
     ka, kb = key_of(a), key_of(b)
     assert keys == sorted([ka, f"{ka}#2", f"{ka}#3", kb, f"{kb}#2"])
 
@@ -121,9 +124,8 @@ async def test_cancel_while_queued_behind_the_pacer_leaves_no_false_uncertain(
         assert states.count(JobState.CREATED) + states.count(JobState.COMPLETED) == sent
         assert states.count(JobState.PENDING) == len(jobs) - sent
         # Rerun: the jobs never sent are simply sent; nothing is uncertain or sent twice.
-        async with client_for(s) as client:
-            async with client.batch(jobs, journal=path) as outcomes:
-                rerun = [o async for o in outcomes]
+        async with client_for(s) as client, client.batch(jobs, journal=path) as outcomes:
+            rerun = [o async for o in outcomes]
         stats = s.stats
     assert all(o.ok for o in rerun), [o.error for o in rerun if not o.ok]
     assert creates(s) == len(jobs)
@@ -203,7 +205,8 @@ async def test_unusable_download_directory_keeps_ids_and_stops_intake(tmp_path: 
         sent = creates(s)
     assert stopped is not None
     done = [o for o in got if o.ok]
-    assert done and all(o.download_error is not None and o.task_id for o in done)
+    assert done
+    assert all(o.download_error is not None and o.task_id for o in done)
     assert len(done) == sent
     assert sent < len(jobs)
     assert recovery is not None
@@ -251,15 +254,18 @@ async def test_saved_but_unrecorded_download_is_taken_as_done(tmp_path: Path) ->
                 (first,) = [o async for o in outcomes]
         finally:
             await journal.aclose()
-        assert first.path is not None and first.path.exists()
+        assert first.path is not None
+        assert first.path.exists()
         async with client.batch([job], journal=path, download_dir=out) as outcomes:
             (second,) = [o async for o in outcomes]
         assert creates(s) == 1
-    assert second.ok and second.download_error is None
+    assert second.ok
+    assert second.download_error is None
     assert second.path == first.path
     async with Journal(path) as j:
         record = await j.get(second.key)
-    assert record is not None and record.local_path == str(first.path)
+    assert record is not None
+    assert record.local_path == str(first.path)
 
 
 # -- fail fast -----------------------------------------------------------------------------
@@ -278,7 +284,8 @@ async def test_a_refused_key_stops_the_batch_after_one_create() -> None:
     assert len(aborted) == 9
     assert len({id(e) for e in aborted}) == 1
     assert aborted[0].cause is auth[0].error
-    assert "refused the API key" in str(aborted[0]) and "1101" in str(aborted[0])
+    assert "refused the API key" in str(aborted[0])
+    assert "1101" in str(aborted[0])
     assert sent == 1
 
 
@@ -300,7 +307,8 @@ async def test_running_out_of_credit_stops_intake_and_created_jobs_finish(
     assert len(ok) + len(refused) == sent
     assert len(ok) >= 1
     assert len(ok) + len(refused) + len(aborted) == len(jobs)
-    assert aborted and "insufficient credit" in str(aborted[0].error)
+    assert aborted
+    assert "insufficient credit" in str(aborted[0].error)
     assert stats.duplicate_creates == 0
     async with Journal(tmp_path / "r.db") as journal:
         records = {r.key: r for r in await journal.records()}
@@ -330,7 +338,8 @@ def test_balance_check_sums_priced_requests_and_counts_unpriced() -> None:
     head = akool.HeadSwap("https://example.com/s.mp4", {0: "https://example.com/f.png"})
     check = balance_check([char(1), char(2), unpriced, head], balance=15)
     assert (check.estimate, check.priced, check.unpriced) == (20, 2, 2)
-    assert not check.enough and not check.complete
+    assert not check.enough
+    assert not check.complete
     assert "2 job(s) have no estimate" in check.message()
     assert balance_check([char(1)], balance=10).enough
 
@@ -367,7 +376,8 @@ async def test_retry_failed_recreates_failed_tasks_only_when_asked(tmp_path: Pat
     assert retried[key_of(jobs[0])].ok
     async with Journal(path) as journal:
         record = await journal.get(failed_key)
-    assert record is not None and record.attempts == 2
+    assert record is not None
+    assert record.attempts == 2
     assert record.task_id == retried[failed_key].task_id
 
 
@@ -392,9 +402,12 @@ async def test_retry_failed_never_resends_uncertain_jobs(tmp_path: Path) -> None
 async def test_a_journal_refuses_another_base_url_before_any_create(tmp_path: Path) -> None:
     """The same journal against another server fails with JournalBindingError, nothing sent."""
     path = tmp_path / "run.db"
-    async with sim() as s, client_for(s) as client:
-        async with client.batch([char(1)], journal=path) as outcomes:
-            [o async for o in outcomes]
+    async with (
+        sim() as s,
+        client_for(s) as client,
+        client.batch([char(1)], journal=path) as outcomes,
+    ):
+        [o async for o in outcomes]
     async with sim() as other, client_for(other) as client:
         with pytest.raises(JournalBindingError):
             async with client.batch([char(1)], journal=path) as outcomes:
@@ -406,5 +419,6 @@ def test_client_account_digest_is_not_the_key() -> None:
     """account_digest is a (shortened) SHA-256 hex digest, never the credential itself."""
     client = akool.AkoolClient("secret-key-123", base_url="http://127.0.0.1:1")
     digest = client.account_digest
-    assert len(digest) == 16 and "secret-key-123" not in digest
+    assert len(digest) == 16
+    assert "secret-key-123" not in digest
     assert digest == akool.AkoolClient("secret-key-123").account_digest

@@ -47,7 +47,10 @@ class BalanceCheck:
 
     def message(self) -> str:
         """One line for people: the estimate, the balance, and what is not estimated."""
-        text = f"estimated {self.estimate} credits for {self.priced} job(s); balance {self.balance:g}"
+        text = (
+            f"estimated {self.estimate} credits for {self.priced} job(s); "
+            f"balance {self.balance:g}"
+        )
         if self.unpriced:
             text += f"; {self.unpriced} job(s) have no estimate and may cost more"
         return text
