@@ -335,12 +335,26 @@ class AkoolClient:
         whose outcome has not been consumed; ``progress`` receives a :class:`BatchStats`
         snapshot on every state change (keep it cheap).
 
-        ``journal`` (a path or an open ``Journal``) records every job in SQLite before its
-        create is sent and its task id right after: rerunning the same jobs with the same
-        journal re-emits finished jobs without a request, resumes polling of created ones,
-        reports creates that were sent but never acknowledged as ``SubmissionUncertainError``
-        (unless ``resubmit_uncertain=True``) and submits the rest. Jobs are matched by key
-        (``Job.key``, or the input position), so give stable keys when resuming.
+        A job's key is ``Job.key``, or else derived from its request's content: the first
+        16 hex digits of its fingerprint, ``"<fp16>#2"``, ``"#3"`` ... for identical
+        requests; never its position, so reordering or inserting jobs changes no key.
+
+        ``journal`` (a path or an open ``Journal``, bound to this client's account digest and
+        base URL: another one raises ``JournalBindingError`` before any create) records
+        every job in SQLite: ``sending`` right before the create's bytes go (after its
+        pacing slot; a job stopped earlier stays ``pending``, not sent) and the task id right
+        after. Rerunning the same jobs with the same journal re-emits finished jobs without a
+        request, resumes polling of created ones, reports creates that were sent but never
+        acknowledged as ``SubmissionUncertainError`` (unless ``resubmit_uncertain=True``) and
+        submits the rest; ``retry_failed=True`` creates jobs whose task failed (status 4,
+        refunded) again, never uncertain ones.
+
+        Fail fast: refused credentials (1101/1102), a blocked account (1200), no credit
+        (1104), or a journal/download directory failing after a create stop intake; jobs not
+        yet sent share one ``BatchAbortedError``, created ones still finish. Paid ids the
+        journal could not record go to ``<journal>.recovery.jsonl`` (``Batch.recovery_path``)
+        and the outcome (a ``JournalError`` carrying ``task_id``); ``Batch.unfinished()``
+        lists created jobs still without an outcome (after an interrupt, without a journal).
 
         ``webhook_url`` is set on every request that has none; with ``webhooks`` (an
         :class:`akool_async.webhooks.WebhookReceiver` receiving at that URL) a job completes

@@ -190,28 +190,26 @@ async def test_journal_failure_after_create_keeps_the_id_and_stops_intake(
 
 
 async def test_unusable_download_directory_keeps_ids_and_stops_intake(tmp_path: Path) -> None:
-    """A download directory that is a file: results and ids kept, recovery line, no new creates."""
+    """A download directory that is a file: result and id kept, recovery line, no new creates."""
     path = tmp_path / "run.db"
     blocker = tmp_path / "out"
     blocker.write_text("not a directory")
-    jobs = [char(i) for i in range(5)]
     async with sim() as s, client_for(s) as client:
-        async with client.batch(
-            jobs, journal=path, download_dir=blocker, concurrency=1
-        ) as batch:
-            got = [o async for o in batch]
+        async with client.batch(journal=path, download_dir=blocker) as batch:
+            first = await (await batch.submit(char(0))).outcome()
+            later = [await batch.submit(char(i)) for i in range(1, 4)]
+            batch.close()
+            rest = [await handle.outcome() for handle in later]
             recovery = batch.recovery_path
-            stopped = batch.stopped
         sent = creates(s)
-    assert stopped is not None
-    done = [o for o in got if o.ok]
-    assert done
-    assert all(o.download_error is not None and o.task_id for o in done)
-    assert len(done) == sent
-    assert sent < len(jobs)
+    assert first.ok
+    assert first.download_error is not None
+    assert first.task_id is not None
+    assert all(isinstance(o.error, akool.BatchAbortedError) for o in rest)
+    assert sent == 1
     assert recovery is not None
-    ids = {json.loads(line)["task_id"] for line in recovery.read_text().splitlines()}
-    assert ids == {o.task_id for o in done}
+    (line,) = recovery.read_text().splitlines()
+    assert json.loads(line)["task_id"] == first.task_id
 
 
 async def test_unfinished_lists_created_jobs_without_a_journal() -> None:

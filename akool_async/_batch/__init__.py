@@ -8,6 +8,8 @@
       -> scheduler (heap of due polls, estimate)    _scheduler.py, _estimate.py
       -> completion (journal write, download)       _complete.py
       -> outcome stream (completion order)          _outcomes.py
+    stop switch, recovery file of paid ids          _recovery.py
+    balance preflight (estimate vs credit)          _preflight.py
 
 All tasks live in one anyio task group owned by the batch: ``concurrency`` create workers,
 the scheduler, and short tasks for head swaps waiting on their analysis and for
@@ -50,6 +52,7 @@ from ._complete import Completion, outcome_for
 from ._estimate import size_bucket
 from ._intake import Intake, JobSource, Todo
 from ._outcomes import BatchStats, JobHandle, Outcome, OutcomeStream, Request
+from ._preflight import BalanceCheck, check_balance
 from ._recovery import RECOVERY_SUFFIX, BatchStop, RecoveryLog, StoreGuard, stops_intake
 from ._resume import ResumeAction, resume_action
 from ._scheduler import PollScheduler
@@ -61,11 +64,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
+    "BalanceCheck",
     "Batch",
     "BatchStats",
     "JobHandle",
     "JobSource",
     "Outcome",
+    "check_balance",
 ]
 
 #: Jobs in flight (pulled from the input, outcome not yet consumed) by default.
