@@ -189,6 +189,38 @@ async def test_journal_failure_after_create_keeps_the_id_and_stops_intake(
     assert entry["request"]["video"] == jobs[1].video
 
 
+class FailingCompletionJournal(Journal):
+    """A journal whose disk fails when a finished task is recorded."""
+
+    async def mark_completed(self, key: str, result_raw: Any) -> JobRecord:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+async def test_journal_failure_at_completion_reports_the_task_id(tmp_path: Path) -> None:
+    """A completion the journal cannot record ends as a JournalError carrying the paid id."""
+    path = tmp_path / "run.db"
+    async with sim() as s, client_for(s) as client:
+        journal = await FailingCompletionJournal.open(path)
+        try:
+            async with client.batch(journal=journal) as batch:
+                outcome = await (await batch.submit(char(0))).outcome()
+                later = await (await batch.submit(char(1))).outcome()
+                batch.close()
+                recovery = batch.recovery_path
+        finally:
+            await journal.aclose()
+        sent = creates(s)
+    assert isinstance(outcome.error, akool.JournalError)
+    assert outcome.task_id is not None
+    assert outcome.error.task_id == outcome.task_id
+    assert isinstance(later.error, akool.BatchAbortedError)
+    assert sent == 1
+    assert recovery is not None
+    (line,) = recovery.read_text().splitlines()
+    entry = json.loads(line)
+    assert (entry["task_id"], entry["kind"]) == (outcome.task_id, "completed")
+
+
 async def test_unusable_download_directory_keeps_ids_and_stops_intake(tmp_path: Path) -> None:
     """A download directory that is a file: result and id kept, recovery line, no new creates."""
     path = tmp_path / "run.db"
@@ -312,6 +344,22 @@ async def test_running_out_of_credit_stops_intake_and_created_jobs_finish(
         records = {r.key: r for r in await journal.records()}
     for o in aborted:  # not sent: absent or pending, so a rerun simply sends them
         assert o.key not in records or records[o.key].state is JobState.PENDING
+
+
+async def test_after_a_credit_stop_journaled_jobs_still_replay(tmp_path: Path) -> None:
+    """Once credit runs out, jobs an earlier run finished are replayed, not aborted."""
+    path = tmp_path / "run.db"
+    done = [char(i) for i in range(3)]
+    async with sim() as s, client_for(s) as client:
+        async with client.batch(done, journal=path) as outcomes:
+            assert all([o.ok async for o in outcomes])
+        s.inject("character_swap.create", Fault(kind="code", code=1104))
+        async with client.batch([char(50), *done, char(51)], journal=path, concurrency=1) as b:
+            got = {o.key: o async for o in b}
+        assert creates(s) == 4  # three paid earlier, then the one refused
+    assert all(got[key_of(j)].ok for j in done)
+    assert isinstance(got[key_of(char(50))].error, akool.InsufficientCreditError)
+    assert isinstance(got[key_of(char(51))].error, akool.BatchAbortedError)
 
 
 async def test_an_injected_ban_stops_intake() -> None:

@@ -300,7 +300,12 @@ class Batch:
         """Resume or create the job's task, then leave it to the scheduler."""
         deadline = None if self._deadline is None else self._clock.monotonic() + self._deadline
         try:
-            self._stop.check()  # stopped: jobs not yet taken end at once, nothing sent
+            stop = self._stop.error
+            if stop is not None and (self._journal is None or not stops_intake(stop.cause)):
+                # Stopped: the job ends at once, nothing sent. (With a journal and a refusal
+                # by Akool, jobs an earlier run finished or created are still replayed or
+                # polled; only their creates are refused, in _task_id_for.)
+                raise stop
             task_id = await self._task_id_for(job)
         except AkoolError as err:
             if stops_intake(err):

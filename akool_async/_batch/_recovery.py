@@ -45,7 +45,7 @@ _logger = logging.getLogger("akool_async")
 _T = TypeVar("_T")
 
 
-def stops_intake(err: BaseException) -> bool:
+def stops_intake(err: object) -> bool:
     """True for answers every later create would get too: refused credentials (1101,
     1102), a blocked account (1200), no credit left (1104)."""
     return isinstance(err, (AuthenticationError, AccountBlockedError, InsufficientCreditError))
