@@ -16,16 +16,23 @@ surely find the job still running.
 from __future__ import annotations
 
 import bisect
-import math
 import random
 from collections import deque
 from collections.abc import Hashable
 from typing import Protocol
 
 from akool_async._config import PollPolicy
-from akool_async._models import CharacterSwap, HeadSwap
+from akool_async._resources import size_bucket
+from akool_async._retry import poll_delay
 
-__all__ = ["AdaptiveTiming", "DurationEstimate", "EarlyCompletions", "PollTiming", "size_bucket"]
+__all__ = [
+    "AdaptiveTiming",
+    "DurationEstimate",
+    "EarlyCompletions",
+    "PollTiming",
+    "jittered",
+    "size_bucket",
+]
 
 #: Completed jobs of a bucket needed before its durations steer first polls.
 MIN_SAMPLES = 3
@@ -68,22 +75,6 @@ class PollTiming(Protocol):
     def observe(self, bucket: Hashable, duration: float) -> None:
         """A job of ``bucket`` finished ``duration`` seconds after its create."""
         ...
-
-
-def size_bucket(request: CharacterSwap | HeadSwap) -> tuple[str, int]:
-    """Jobs of similar size take similar time: resolution and a log2 class of the duration."""
-    duration = getattr(request, "duration", None)
-    size = -1 if duration is None else int(math.log2(max(1.0, float(duration))))
-    return (request.resolution, size)
-
-
-def backoff_delay(polls: int, policy: PollPolicy, rng: random.Random) -> float:
-    """``min(max_interval, initial * factor**polls)``, jittered (no overflow for big ``polls``)."""
-    try:
-        base = policy.initial * policy.factor ** max(polls, 0)
-    except OverflowError:
-        base = math.inf
-    return jittered(min(policy.max_interval, base), policy, rng)
 
 
 def jittered(delay: float, policy: PollPolicy, rng: random.Random) -> float:
@@ -314,7 +305,7 @@ class AdaptiveTiming:
         """Seconds to the next poll of a job ``age`` seconds old, polled ``polls`` times."""
         aim = self._aim(bucket)
         if aim is None:
-            return backoff_delay(polls, self.policy, self.rng)
+            return poll_delay(polls, self.policy, self.rng)
         # Before the expected end, jump to it; after, follow the age so that the lag stays
         # a fixed fraction of the job's duration. The jitter spreads polls over a fraction
         # of one such step, not of the whole wait: +-20 % of a first poll aimed at minutes
