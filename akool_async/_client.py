@@ -22,6 +22,7 @@ import aiohttp
 
 from ._api import Api, Credentials
 from ._batch import DEFAULT_MAX_IN_FLIGHT, Batch, BatchStats, JobSource
+from ._batch._estimate import AdaptiveTiming
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import (
     DEFAULT_LIMITS,
@@ -216,9 +217,12 @@ class AkoolClient:
             user_agent=_user_agent(),
             session=session,
         )
-        self.character_swap = CharacterSwapResource(self._api)
+        # What the client learns about durations steers every poll: wait(), run() and the
+        # batches that keep the client's PollPolicy share it.
+        self._poll_timing = AdaptiveTiming(poll, self._api.rng)
+        self.character_swap = CharacterSwapResource(self._api, self._poll_timing)
         """Character Swap: ``create``, ``get``, ``wait``, ``run``."""
-        self.head_swap = HeadSwapResource(self._api)
+        self.head_swap = HeadSwapResource(self._api, self._poll_timing)
         """Head Swap: ``analyze``, ``get_analysis``, ``wait_analysis``, ``create``, ``get``,
         ``wait``, ``run``."""
 
@@ -378,6 +382,7 @@ class AkoolClient:
             retry_failed=retry_failed,
             webhook_url=webhook_url,
             webhooks=webhooks,
+            timing=self._poll_timing if poll is None else None,
             downloader=(
                 None
                 if download_dir is None

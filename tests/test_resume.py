@@ -13,6 +13,7 @@ import pytest
 from anyio.streams.text import TextReceiveStream
 
 import akool_async as akool
+from akool_async._batch._resume import ResumeAction, resume_action, uncertain_from_earlier_run
 from akool_async._converters import analyze_to_wire
 from akool_async._journal import JobState, Journal
 from akool_async.testing import AkoolSimulator, Duration, Fault
@@ -58,6 +59,35 @@ def client_for(s: AkoolSimulator) -> akool.AkoolClient:
 def swap_creates(s: AkoolSimulator) -> int:
     """Character-swap create requests received by the simulator."""
     return s.stats.requests.get("character_swap.create", 0)
+
+
+@pytest.mark.parametrize(
+    ("state", "resubmit", "action"),
+    [
+        (JobState.PENDING, False, ResumeAction.SEND),
+        (JobState.REJECTED, False, ResumeAction.SEND),
+        (JobState.SENDING, False, ResumeAction.REPORT_UNCERTAIN),
+        (JobState.UNCERTAIN, False, ResumeAction.REPORT_UNCERTAIN),
+        (JobState.SENDING, True, ResumeAction.RESEND_UNCERTAIN),
+        (JobState.UNCERTAIN, True, ResumeAction.RESEND_UNCERTAIN),
+        (JobState.CREATED, True, ResumeAction.RESUME_POLLING),
+        (JobState.COMPLETED, True, ResumeAction.REPLAY),
+        (JobState.FAILED, False, ResumeAction.REPLAY),
+    ],
+)
+def test_resume_policy_maps_each_stored_state_to_one_action(
+    state: JobState, resubmit: bool, action: ResumeAction
+) -> None:
+    """The resume policy is a pure function of the stored state and the resubmit opt-in."""
+    assert resume_action(state, resubmit_uncertain=resubmit) is action
+
+
+def test_uncertain_error_from_an_earlier_run_names_the_opt_in_and_keeps_the_cause() -> None:
+    """The uncertain error tells how to resend and chains the earlier run's error."""
+    earlier = akool.RequestTimeoutError("read timed out")
+    err = uncertain_from_earlier_run(jobs(1)[0].request, earlier)
+    assert "resubmit_uncertain=True" in str(err)
+    assert err.__cause__ is earlier
 
 
 async def test_rerun_reemits_completed_jobs_without_any_request(tmp_path: Path) -> None:

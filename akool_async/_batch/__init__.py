@@ -49,7 +49,7 @@ from akool_async._models import CharacterSwap, HeadSwap, Job
 from akool_async._store import open_store
 
 from ._complete import Completion, outcome_for
-from ._estimate import size_bucket
+from ._estimate import AdaptiveTiming, size_bucket
 from ._intake import Intake, JobSource, Todo
 from ._outcomes import BatchStats, JobHandle, Outcome, OutcomeStream, Request
 from ._preflight import BalanceCheck, check_balance
@@ -108,6 +108,7 @@ class Batch:
         webhook_url: str | None = None,
         webhooks: WebhookReceiver | None = None,
         downloader: Downloader | None = None,
+        timing: AdaptiveTiming | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValidationError(
@@ -142,7 +143,7 @@ class Batch:
         self._intake = Intake(jobs, max_in_flight)
         self._stream = OutcomeStream(self._intake.release_slot)
         # Pacing (every request, AIMD on 429/1005) is the client's: one budget per API key.
-        self._scheduler = PollScheduler(self._policy, self._clock)
+        self._scheduler = PollScheduler(self._policy, self._clock, timing=timing)
         self._state: Literal["new", "open", "closed"] = "new"
         self._intake_open = True
         self._outstanding = 0
