@@ -87,16 +87,18 @@ class ManualClock:
 
 
 async def all_other_tasks_blocked() -> None:
-    """``anyio.wait_all_tasks_blocked()`` without its 0.1 s real sleep per busy round.
+    """``anyio.wait_all_tasks_blocked()`` polling every millisecond instead of every 0.1 s.
 
     A task is blocked when it awaits a future that is not done (asyncio's ``_fut_waiter``).
+    The poll itself awaits a timer, so two settling sleepers see each other as blocked.
     """
     this = asyncio.current_task()
+    await asyncio.sleep(0)
     while True:
-        await asyncio.sleep(0)
         waiters = (getattr(t, "_fut_waiter", None) for t in asyncio.all_tasks() if t is not this)
         if all(w is not None and not w.done() for w in waiters):
             return
+        await asyncio.sleep(0.001)
 
 
 @pytest.fixture

@@ -565,9 +565,8 @@ async def test_a_policy_without_initial_delay_polls_instead_of_skipping() -> Non
         assert est.start_probe(bucket)  # its probes are out, nothing has finished
     for j in range(MIN_EVIDENCE):
         est.seen_running(("e", None), None, 100.0 + j)  # thirty seen running at 100+
-    sched = PollScheduler(
-        policy, clock, timing=AdaptiveTiming(policy, estimate=est), max_concurrent_polls=1
-    )
+    timing = AdaptiveTiming(policy, estimate=est)
+    sched = PollScheduler(policy, clock, timing=timing, max_concurrent_polls=1)
     polled: list[str] = []
     done: list[str] = []
     all_done = anyio.Event()
