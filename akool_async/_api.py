@@ -34,6 +34,7 @@ from ._errors import (
 )
 from ._pacing import Pacer, share_cut
 from ._retry import retry_call
+from ._tracing import api_call_span, note_create_sent
 from ._transport import RawResponse, Transport, encode_json
 
 __all__ = ["TOKEN_PATH", "Api", "Credentials"]
@@ -240,13 +241,17 @@ class Api:
         body = None if json is None else _encode_body(json)
         pacer = self._get_pacer if idempotent else self._create_pacer
         refreshed = False
+        tries = 0
 
         async def attempt() -> dict[str, Any]:
-            nonlocal refreshed
+            nonlocal refreshed, tries
             headers = await self._auth_headers()
             await pacer.acquire()
             if before_send is not None:
                 await before_send()
+            tries += 1
+            if create_request is not None:
+                note_create_sent(self.clock.wall())  # the current batch job's attempts
             try:
                 try:
                     data = await self._send(
@@ -257,6 +262,7 @@ class Api:
                         body=body,
                         headers=headers,
                         task_id=task_id,
+                        attempt=tries,
                     )
                 except AuthenticationError as err:
                     # 1101 proves the request was rejected (nothing created): with a token,
@@ -274,6 +280,7 @@ class Api:
                         body=body,
                         headers=fresh,
                         task_id=task_id,
+                        attempt=tries,
                     )
             except RateLimitError as err:
                 self._throttled(err.retry_after)
@@ -313,9 +320,15 @@ class Api:
         body: bytes | None,
         headers: Mapping[str, str],
         task_id: str | None,
+        attempt: int,
     ) -> dict[str, Any]:
-        raw = await transport.request(method, path, params=params, body=body, headers=headers)
-        return self._decode(raw, method, path, task_id)
+        # A span per attempt when tracing: method, path (no query), status, code, task id.
+        with api_call_span(method, path, attempt=attempt, task_id=task_id) as span:
+            raw = await transport.request(method, path, params=params, body=body, headers=headers)
+            span.response(raw.status)
+            data = self._decode(raw, method, path, task_id)
+            span.answered(data)
+            return data
 
     def _decode(
         self, raw: RawResponse, method: str, path: str, task_id: str | None

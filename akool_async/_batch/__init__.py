@@ -29,6 +29,7 @@ import attrs
 from anyio.abc import TaskGroup
 
 from akool_async._config import PollPolicy
+from akool_async._converters import request_kind
 from akool_async._download import Downloader
 from akool_async._errors import (
     AkoolError,
@@ -123,7 +124,7 @@ class Batch:
         self._webhooks = webhooks
         self._downloader = downloader
         self._intake = Intake(jobs, max_in_flight)
-        self._stream = OutcomeStream(self._intake.release_slot)
+        self._stream = OutcomeStream(self._intake.release_slot, self._clock)
         # Pacing (every request, AIMD on 429/1005) is the client's: one budget per API key.
         self._scheduler = PollScheduler(self._policy, self._clock)
         self._state: Literal["new", "open", "closed"] = "new"
@@ -131,6 +132,7 @@ class Batch:
         self._outstanding = 0
         self._counts: Counter[str] = Counter()
         self._credits = 0.0
+        self._replayed = 0
         self._keys: set[str] = set()
         self._tg: TaskGroup | None = None
         self._owns_journal = False
@@ -255,7 +257,8 @@ class Batch:
         """Resume or create the job's task, then leave it to the scheduler."""
         deadline = None if self._deadline is None else self._clock.monotonic() + self._deadline
         try:
-            task_id = await self._task_id_for(job)
+            with job.handle.activity.current(request_kind(job.request)):
+                task_id = await self._task_id_for(job)
         except AkoolError as err:
             await self._submitter.record_failure(job.key, err)
             self._emit(job, Outcome(key=job.key, job=job.request, error=err))
@@ -275,6 +278,8 @@ class Batch:
             record = await self._submitter.begin(journal, job.key, job.request)
             known_analysis = record.analysis_id
             action = resume_action(record.state, resubmit_uncertain=self._resubmit_uncertain)
+            if action in (ResumeAction.REPLAY, ResumeAction.RESUME_POLLING):
+                job.handle.activity.from_journal(record, replayed=action is ResumeAction.REPLAY)
             if action is ResumeAction.REPLAY:
                 self._emit(job, await self._completion.replay(job.key, job.request, record))
                 return None
@@ -318,7 +323,7 @@ class Batch:
             task_id,
             kind="head_swap" if is_head else "character_swap",
             bucket=size_bucket(job.request) if self._policy.adaptive else None,
-            poll=resource.get,
+            poll=job.handle.activity.bind(resource.get),
             on_done=on_done,
             deadline=deadline,
             webhook=self._webhooks is not None,
@@ -373,9 +378,10 @@ class Batch:
     def _emit(self, job: _Job, outcome: Outcome) -> None:
         """Deliver the job's one outcome."""
         self._outstanding -= 1
+        self._replayed += job.handle.activity.replayed
         if outcome.error is None:
             credits = getattr(outcome.result, "credits", None)
-            if isinstance(credits, (int, float)):
+            if isinstance(credits, (int, float)) and not job.handle.activity.replayed:
                 self._credits += credits
             self._move(job, "completed")
         elif isinstance(outcome.error, SubmissionUncertainError):
@@ -414,5 +420,12 @@ class Batch:
 
     @property
     def stats(self) -> BatchStats:
-        """Counts per state and credits charged so far."""
-        return BatchStats(**{s: self._counts[s] for s in _STATES}, credits=self._credits)
+        """Counts per state, credits charged in this run, replayed outcomes, webhooks."""
+        hooks = None if self._webhooks is None else self._webhooks.stats
+        return BatchStats(
+            **{s: self._counts[s] for s in _STATES},
+            credits=self._credits,
+            replayed=self._replayed,
+            webhooks_accepted=0 if hooks is None else hooks.accepted,
+            webhooks_rejected=0 if hooks is None else hooks.rejected,
+        )
