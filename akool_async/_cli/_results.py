@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections import Counter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from akool_async import CharacterSwap, HeadSwap, Outcome, SubmissionUncertainError, TaskFailedError
+from akool_async import (
+    AkoolError,
+    CharacterSwap,
+    HeadSwap,
+    Outcome,
+    SubmissionUncertainError,
+    TaskFailedError,
+)
 from akool_async._converters import HEAD_SWAP_KIND, request_kind
 
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
-__all__ = ["NO_PRICE", "Tally", "outcome_record"]
+if TYPE_CHECKING:
+    from akool_async import AkoolClient
+    from akool_async.webhooks import WebhookStats
+
+__all__ = ["NO_PRICE", "Tally", "iso_utc", "outcome_record", "read_balance"]
 
 #: Shown as the credits of a head swap: Akool publishes no price and reports none.
 NO_PRICE: Final = "n/a"
@@ -21,6 +33,8 @@ def outcome_record(outcome: Outcome, line: int | None) -> dict[str, Any]:
     """The JSON line written for one outcome (no secrets: errors are scrubbed by the client).
 
     ``credits`` is a number for character swaps, ``"n/a"`` for head swaps (no public price).
+    ``submitted_at`` / ``finished_at`` are ISO 8601 UTC (or null), ``attempts`` the creates
+    sent, ``replayed`` true when the outcome came from the journal (nothing sent this run).
     """
     job: object = outcome.job
     kind = request_kind(job) if isinstance(job, (CharacterSwap, HeadSwap)) else None
@@ -43,6 +57,10 @@ def outcome_record(outcome: Outcome, line: int | None) -> dict[str, Any]:
         "error": None,
         "path": str(outcome.path) if outcome.path is not None else None,
         "download_error": None,
+        "submitted_at": iso_utc(outcome.submitted_at),
+        "finished_at": iso_utc(outcome.finished_at),
+        "attempts": outcome.attempts,
+        "replayed": outcome.replayed,
     }
     if err is not None:
         record["error"] = {
@@ -59,15 +77,41 @@ def outcome_record(outcome: Outcome, line: int | None) -> dict[str, Any]:
     return record
 
 
+def iso_utc(moment: datetime.datetime | None) -> str | None:
+    """``2026-12-04T15:44:12.123456Z`` (UTC, ISO 8601), or None."""
+    if moment is None:
+        return None
+    return moment.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+async def read_balance(client: AkoolClient) -> float | None:
+    """The account's credit balance, or None when it cannot be read (shown as "n/a")."""
+    try:
+        return await client.get_credits()
+    except AkoolError:
+        return None
+
+
 class Tally:
-    """Outcomes of one run as they arrive; complete so far even when the run is cancelled."""
+    """Outcomes of one run as they arrive; complete so far even when the run is cancelled.
+
+    ``credits`` sums the character-swap credits of this run's outcomes; outcomes replayed
+    from the journal are counted in ``replayed`` (and their credits in
+    ``replayed_credits``). ``balance_before`` / ``balance_after`` and ``webhooks`` are
+    filled by the run when known.
+    """
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.completed = 0
         self.failed = 0
         self.uncertain = 0
+        self.replayed = 0
         self.credits = 0.0
+        self.replayed_credits = 0.0
+        self.balance_before: float | None = None
+        self.balance_after: float | None = None
+        self.webhooks: WebhookStats | None = None
         self.head_swaps_completed = 0
         self.downloaded = 0
         self.download_errors: Counter[str] = Counter()
@@ -81,8 +125,19 @@ class Tally:
         """Jobs with an outcome."""
         return self.completed + self.failed + self.uncertain
 
+    @property
+    def done_this_run(self) -> int:
+        """Jobs with an outcome produced by this run (not replayed from the journal)."""
+        return self.done - self.replayed
+
+    @property
+    def rate(self) -> float:
+        """This run's outcomes per second (replayed ones excluded); 0.0 before any."""
+        return self.done_this_run / self.elapsed if self.elapsed > 0 else 0.0
+
     def add(self, outcome: Outcome) -> None:
         """Count one outcome."""
+        self.replayed += outcome.replayed
         if outcome.path is not None:
             self.downloaded += 1
         if outcome.download_error is not None:
@@ -93,7 +148,10 @@ class Tally:
                 self.head_swaps_completed += 1
             value = getattr(outcome.result, "credits", None)
             if isinstance(value, (int, float)):
-                self.credits += value
+                if outcome.replayed:
+                    self.replayed_credits += value
+                else:
+                    self.credits += value
             return
         self.errors[type(outcome.error).__name__] += 1
         if isinstance(outcome.error, SubmissionUncertainError):

@@ -30,7 +30,7 @@ from ._preflight import (
     webhook_receiver,
 )
 from ._progress import Progress
-from ._results import Tally, outcome_record
+from ._results import Tally, outcome_record, read_balance
 from ._summary import print_summary
 
 if TYPE_CHECKING:
@@ -219,6 +219,7 @@ async def run_batch(
                 listening = serve_webhooks(receiver, opts.webhook_listen, opts.webhook_url)
                 await stack.enter_async_context(listening)
             await stack.enter_async_context(client)
+            tally.balance_before = await read_balance(client)
             batch = client.batch(
                 (Job(job.request, key=job.key) for job in jobs), **_batch_options(opts, receiver)
             )
@@ -232,8 +233,10 @@ async def run_batch(
                     out.flush()
                     tally.add(outcome)
                 tg.cancel_scope.cancel()
+            tally.balance_after = await read_balance(client)
     finally:
         tally.elapsed = time.monotonic() - tally.started
+        tally.webhooks = None if receiver is None else receiver.stats
 
 
 def _announce(ui: Ui, jobs: Sequence[ParsedJob], client: AkoolClient, opts: RunOptions) -> None:
