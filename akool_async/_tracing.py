@@ -24,16 +24,17 @@ import datetime
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import attrs
 
 from ._errors import AkoolError, SubmissionUncertainError
 
+trace: Any  # the opentelemetry.trace module, or None without the `otel` extra
 try:
     from opentelemetry import trace
 except ImportError:  # the `otel` extra is optional: tracing is then a no-op
-    trace = None  # type: ignore[assignment]
+    trace = None
 
 if TYPE_CHECKING:
     from ._journal import JobRecord
@@ -53,7 +54,7 @@ TRACER_NAME: Final = "akool_async"
 _SUCCESS_CODE: Final = 1000
 
 T = TypeVar("T")
-O = TypeVar("O")
+OutcomeT = TypeVar("OutcomeT")
 
 _current_job: ContextVar[JobActivity | None] = ContextVar("akool_async_current_job", default=None)
 
@@ -136,11 +137,11 @@ class JobActivity:
 
         return with_job
 
-    def stamp(self, outcome: O, wall: float) -> O:
+    def stamp(self, outcome: OutcomeT, wall: float) -> OutcomeT:
         """``outcome`` with this run's times and attempts; ends the job's span."""
         finished = self.finished_at if self.replayed else wall
-        stamped = attrs.evolve(
-            outcome,
+        stamped: Any = attrs.evolve(
+            cast("Any", outcome),
             submitted_at=utc(self.submitted_at),
             finished_at=utc(finished),
             attempts=self.attempts,
@@ -149,7 +150,7 @@ class JobActivity:
         if self.span is not None:
             _end_job_span(self.span, stamped)
             self.span = None
-        return stamped
+        return cast("OutcomeT", stamped)
 
 
 def _end_job_span(span: Any, outcome: Any) -> None:

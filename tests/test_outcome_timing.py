@@ -56,9 +56,11 @@ async def test_outcomes_carry_submission_and_finish_times_and_create_attempts() 
     async with AkoolSimulator(manual_clock=True, durations=FIXED) as sim:
         sim.inject("character_swap.create", "code_1005", "code_1005")
         clock = ManualClock(sim, settle=True)
-        async with manual_client(sim, clock) as client:
-            async with client.batch([char(0), char(1)], concurrency=1) as outcomes:
-                got = {o.key: o async for o in outcomes}
+        async with (
+            manual_client(sim, clock) as client,
+            client.batch([char(0), char(1)], concurrency=1) as outcomes,
+        ):
+            got = {o.key: o async for o in outcomes}
     assert [got[k].attempts for k in ("job-0", "job-1")] == [3, 1]
     for outcome in got.values():
         assert outcome.ok
@@ -140,7 +142,8 @@ def test_results_line_has_iso_utc_times_attempts_and_replayed() -> None:
     assert record["submitted_at"] == "2026-12-04T15:00:01Z"
     assert record["finished_at"] == "2026-12-04T15:00:31Z"
     assert (record["attempts"], record["replayed"]) == (2, True)
-    bare = outcome_record(akool.Outcome(key="b", job=char(1).request, error=akool.AkoolError("x")), 1)
+    failed = akool.Outcome(key="b", job=char(1).request, error=akool.AkoolError("x"))
+    bare = outcome_record(failed, 1)
     assert (bare["submitted_at"], bare["finished_at"], bare["attempts"], bare["replayed"]) == (
         None,
         None,

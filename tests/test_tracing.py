@@ -81,7 +81,7 @@ async def test_a_batch_records_a_span_per_job_and_per_api_call_without_secrets(
     assert set(jobs) == {"k0", "k1", "k2"}
     for key, span in jobs.items():
         attrs = span.attributes
-        assert JOB_ATTRIBUTES <= set(attrs)
+        assert set(attrs) >= JOB_ATTRIBUTES
         assert attrs["akool.job.kind"] == "character_swap"
         assert attrs["akool.task_id"] == got[key].task_id
         assert attrs["akool.job.attempts"] == got[key].attempts

@@ -103,7 +103,8 @@ def _credit_rows(tally: Tally, est: Estimate) -> Rows:
         charged += f"; head swaps: n/a, Akool reports no price for {tally.head_swaps_completed}"
     rows = [("credits charged", charged + ")")]
     if tally.replayed:
-        rows.append(("credits replayed", f"{tally.replayed_credits:,.0f} (charged by earlier runs)"))
+        replayed = f"{tally.replayed_credits:,.0f} (charged by earlier runs)"
+        rows.append(("credits replayed", replayed))
     rows.append(("credits estimated", est.summary()))
     note = credits_note(tally, est)
     if note:
