@@ -51,8 +51,13 @@ def open_output(path: str | None) -> Iterator[IO[str]]:
         stream = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise UsageError(f"akool-async: --out {path}: cannot write ({_reason(exc)})") from None
-    with stream:
+    try:
         yield stream
+    finally:
+        # A write that failed was already reported (and its ids kept) by ResultsWriter;
+        # closing would only flush the same unwritable bytes again.
+        with contextlib.suppress(OSError):
+            stream.close()
 
 
 #: Bytes written to a probe file: enough to need a block of its own on a full disk.

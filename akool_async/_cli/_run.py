@@ -387,9 +387,9 @@ class Run:
         if writer is not None and writer.failure is not None:
             self.ui.print(
                 f"akool-async: the results file {opts.out or 'stdout'} failed "
-                f"({writer.failure}); no new job was created after that; the "
-                f"{writer.recovered_ids} paid task id(s) it missed are in "
-                f"{writer.where_ids_are()}"
+                f"({writer.failure}): intake stopped, {tally.total - tally.done} job(s) not "
+                f"sent or not finished; the {writer.recovered_ids} paid task id(s) it missed "
+                f"are in {writer.where_ids_are()}"
             )
             code = max(code, EXIT_FAILED)
         if recovery_grew:
