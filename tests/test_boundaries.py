@@ -257,7 +257,7 @@ def test_a_results_file_that_fails_mid_run_keeps_every_paid_id(
     assert "the results file" in line and str(recovery) in line
     assert swap_creates(sim) < 400  # intake stopped
     assert jsonl_records(recovery), "nothing reached the recovery file"
-    stderr_ids = {ln.split()[2] for ln in child.err if ln.startswith("akool-async: paid task ")}
+    stderr_ids = {ln.split()[3] for ln in child.err if ln.startswith("akool-async: paid task ")}
     assert jsonl_ids(recovery) <= stderr_ids
     assert_no_id_lost(sim, out, recovery)
 
