@@ -138,9 +138,10 @@ def load_jobs(opts: RunOptions, ui: Ui) -> list[ParsedJob]:
     return jobs
 
 
-def check_budget(opts: RunOptions, est: Estimate) -> None:
+def check_budget(opts: RunOptions, est: Estimate, ui: Ui | None = None) -> None:
     """``--max-credits``: refuse an estimate above it, or jobs without an estimate unless
-    ``--allow-unpriced`` (UsageError, exit 2, nothing sent)."""
+    ``--allow-unpriced`` (UsageError, exit 2, nothing sent). With ``ui`` (a dry run) the
+    unpriced jobs are only a note saying that ``run`` would refuse them."""
     if opts.max_credits is None:
         return
     if est.credits > opts.max_credits:
@@ -149,12 +150,16 @@ def check_budget(opts: RunOptions, est: Estimate) -> None:
             f"--max-credits {opts.max_credits:,.0f}; nothing was sent"
         )
     unpriced = est.no_duration + est.head_swaps
-    if unpriced and not opts.allow_unpriced:
-        raise UsageError(
-            f"refusing to start: --max-credits {opts.max_credits:,.0f} cannot be checked for "
-            f"{unpriced} job(s) without an estimate ({_unpriced(est)}); add --allow-unpriced "
-            "to run them anyway; nothing was sent"
-        )
+    if not unpriced or opts.allow_unpriced:
+        return
+    problem = (
+        f"--max-credits {opts.max_credits:,.0f} cannot be checked for {unpriced} job(s) "
+        f"without an estimate ({_unpriced(est)}); add --allow-unpriced to run them anyway"
+    )
+    if ui is not None:
+        ui.print(f"note: a run would be refused: {problem}")
+        return
+    raise UsageError(f"refusing to start: {problem}; nothing was sent")
 
 
 def _unpriced(est: Estimate) -> str:
@@ -173,7 +178,7 @@ def _dry_run(opts: RunOptions, jobs: Sequence[ParsedJob], est: Estimate, ui: Ui)
         f"{kinds[CHARACTER_SWAP_KIND]} character swap(s), {kinds[HEAD_SWAP_KIND]} head swap(s)"
     )
     ui.print(est.describe())
-    check_budget(opts, est)
+    check_budget(opts, est, ui)
     ui.print("dry run: nothing was sent")
     return EXIT_OK
 
