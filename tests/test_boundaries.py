@@ -91,7 +91,8 @@ def test_a_second_process_on_a_held_journal_is_refused_and_sends_nothing(
             first.kill()
         line = assert_one_line_error(second.err)
         assert code == EXIT_USAGE
-        assert "is in use by host" in line and f"pid {first.proc.pid}" in line
+        assert "is in use by host" in line
+        assert f"pid {first.proc.pid}" in line
         assert after == before == 2
         assert_no_id_lost(sim, journal)
 
@@ -114,7 +115,8 @@ def test_keys_survive_comment_lines_added_on_top_between_two_runs(tmp_path: Path
         second = {r["key"]: r["line"] for r in jsonl_records(out)}
         assert swap_creates(sim) == created == 4
         assert_no_id_lost(sim, journal, out, identical=1)
-    assert set(second) == set(first) and len(first) == 4
+    assert set(second) == set(first)
+    assert len(first) == 4
     assert {k: line + 3 for k, line in first.items()} == second  # keys kept, lines moved
 
 
@@ -198,7 +200,8 @@ def test_a_wrong_key_with_the_balance_check_is_one_line_and_no_create(
     code, child = run_cli(["run", str(jobs), *FAST], cli_env(sim, AKOOL_API_KEY="wrong-key-1"))
     assert code == EXIT_FAILED
     line = assert_one_line_error(child.err)
-    assert "AuthenticationError" in line and "nothing was sent" in line
+    assert "AuthenticationError" in line
+    assert "nothing was sent" in line
     assert "wrong-key-1" not in "\n".join(child.err)
     assert swap_creates(sim) == 0
 
@@ -212,7 +215,8 @@ def test_a_wrong_key_fails_fast_with_one_line(tmp_path: Path, sim: AkoolSimulato
     code, child = run_cli([*argv, *FAST], cli_env(sim, AKOOL_API_KEY="wrong-key-1"))
     assert code == EXIT_FAILED
     line = assert_one_line_error(child.err)
-    assert line.startswith("akool-async: stopped:") and "were not sent" in line
+    assert line.startswith("akool-async: stopped:")
+    assert "were not sent" in line
     states = [r["state"] for r in jsonl_records(out)]
     assert states.count("not_sent") >= 60 - 2
     assert swap_creates(sim) <= 2
@@ -254,7 +258,8 @@ def test_a_results_file_that_fails_mid_run_keeps_every_paid_id(
     code, child = run_cli(argv, cli_env(sim), fsize=32 * 1024)
     assert code == EXIT_FAILED
     line = assert_one_line_error(child.err)
-    assert "the results file" in line and str(recovery) in line
+    assert "the results file" in line
+    assert str(recovery) in line
     assert swap_creates(sim) < 400  # intake stopped
     assert jsonl_records(recovery), "nothing reached the recovery file"
     stderr_ids = {ln.split()[3] for ln in child.err if ln.startswith("akool-async: paid task ")}
@@ -307,7 +312,8 @@ def test_ctrl_c_without_a_journal_writes_every_created_task_id(
         records = jsonl_records(out)
         interrupted = {r["task_id"] for r in records if r.get("state") == "interrupted"}
         assert len(interrupted) == 2
-        assert child.err[-1].startswith("interrupted:") and str(out) in child.err[-1]
+        assert child.err[-1].startswith("interrupted:")
+        assert str(out) in child.err[-1]
         assert "Traceback" not in "\n".join(child.err)
         assert_no_id_lost(sim, out)
 
@@ -364,7 +370,8 @@ def test_retry_failed_recreates_only_failed_tasks(tmp_path: Path, sim: AkoolSimu
     assert run_cli(argv, cli_env(sim))[0] == EXIT_FAILED
     first = {r["key"]: r["state"] for r in jsonl_records(out)}
     failed = sum(1 for state in first.values() if state == "failed")
-    assert failed >= 1 and "uncertain" in first.values()
+    assert failed >= 1
+    assert "uncertain" in first.values()
     created = swap_creates(sim)
     code, child = run_cli([*argv, "--retry-failed"], cli_env(sim))
     assert code == EXIT_FAILED, child.err  # the fail=1 videos fail again

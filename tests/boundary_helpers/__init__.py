@@ -154,7 +154,7 @@ def run_cli(argv: list[str], env: dict[str, str], **options: Any) -> tuple[int, 
 
 def paid_ids(sim: AkoolSimulator) -> set[str]:
     """Ids of every swap task the simulator created (call once no child is running)."""
-    ids = list(sim._tasks)  # noqa: SLF001 - the simulator keeps no public id list
+    ids = list(sim._tasks)
     return {i for i in ids if sim.task(i).kind in ("character_swap", "head_swap")}
 
 
@@ -177,13 +177,17 @@ def jsonl_records(path: Path) -> list[dict[str, Any]]:
     """The whole JSON lines of a results or recovery file ([] when it does not exist)."""
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by the failure that the file shows
-            continue
-    return records
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    # A line cut by the failure the file shows is not a record: only whole objects count.
+    return [json.loads(line) for line in lines if _whole_json(line)]
+
+
+def _whole_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def jsonl_ids(*paths: Path) -> set[str]:
