@@ -311,10 +311,18 @@ class Run:
         self._on_stats(self.batch.stats if self.batch is not None else BatchStats())
 
     async def stop_and_settle(self) -> None:
-        """Stop intake, then wait (at most :data:`STOP_GRACE` s) for creates in flight."""
+        """Stop intake, then wait (at most :data:`STOP_GRACE` s) for creates in flight.
+
+        Returns only at an instant when no create is in flight (or the grace is over), so
+        the caller's cancel, which follows without a checkpoint, cuts no create short.
+        """
         self.stop_intake()
         with anyio.move_on_after(STOP_GRACE):
-            await self.settled.wait()
+            while True:
+                await self.settled.wait()
+                if self.batch is None or self.batch.stats.submitting == 0:
+                    return
+                self.settled = anyio.Event()  # a head swap started its create meanwhile
 
     def _on_stats(self, stats: BatchStats) -> None:
         if self.stopping and stats.submitting == 0:
