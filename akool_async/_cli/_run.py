@@ -369,7 +369,8 @@ class Run:
                 if self.writer.failure is not None and not self.stopping:
                     self.stop_intake()
         except anyio.get_cancelled_exc_class():
-            self._write_unfinished(batch)
+            if self.opts.journal is None:  # with one, the journal holds every created id
+                self._write_unfinished(batch)
             raise
 
     def _write_unfinished(self, batch: Batch) -> None:
