@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -330,7 +330,7 @@ def test_killed_between_download_and_journal_the_rerun_completes(
     assert code == EXIT_OK
     saved = sorted(p.name for p in videos.iterdir())
     # The state a SIGKILL after the rename and before the journal write leaves behind.
-    with contextlib.closing(__import__("sqlite3").connect(journal)) as conn, conn:
+    with contextlib.closing(sqlite3.connect(journal)) as conn, conn:
         conn.execute("UPDATE jobs SET local_path = NULL")
     created = swap_creates(sim)
     out = tmp_path / "results.jsonl"
@@ -396,9 +396,8 @@ def test_retry_failed_without_a_journal_is_a_usage_error(
     assert sim.stats.total_requests == 0
 
 
-def test_output_json_is_whole_lines(tmp_path: Path) -> None:
-    """Helper check: a cut last line of a results file is skipped, whole lines are read."""
+def test_a_cut_last_line_is_not_read_as_a_record(tmp_path: Path) -> None:
+    """Helper check: a results file cut mid-line yields its whole lines only."""
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps({"task_id": "a"}) + '\n{"task_id": "b', encoding="utf-8")
     assert jsonl_ids(path) == {"a"}
-    assert os.path.exists(path)

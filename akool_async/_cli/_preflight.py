@@ -118,7 +118,8 @@ def check_download_dir(path: str | None) -> None:
 
 
 def check_journal_path(journal: str | None) -> None:
-    """Refuse a ``--journal`` path that cannot be a file (the store reports the rest)."""
+    """Refuse a ``--journal`` path that cannot be a file or whose directory cannot be
+    written (:func:`journal_states` then opens it)."""
     if journal is None or "://" in journal:
         return
     path = Path(journal)
@@ -128,6 +129,8 @@ def check_journal_path(journal: str | None) -> None:
     if not parent.is_dir():
         what = f"{parent} is not a directory" if parent.exists() else f"{parent} does not exist"
         raise UsageError(f"akool-async: --journal {journal}: {what}")
+    # SQLite writes its -wal and -shm files beside the journal: the directory must take them.
+    probe_directory(parent, f"--journal {journal}")
 
 
 async def journal_states(journal: str | None) -> dict[str, str]:
