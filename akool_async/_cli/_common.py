@@ -6,11 +6,15 @@ import math
 from collections.abc import Sequence
 from typing import IO, Final
 
+import akool_async
+from akool_async import AkoolError
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "BatchAbortedError",
     "CommandError",
     "Ui",
     "UsageError",
@@ -26,6 +30,17 @@ EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 #: Interrupted by SIGINT or SIGTERM (128 + SIGINT, the shell convention).
 EXIT_INTERRUPTED: Final = 130
+
+
+class _BatchAbortedNotMergedError(AkoolError):
+    """Stand-in until the library side of issue #15 provides ``akool.BatchAbortedError``."""
+
+
+#: The outcome error of jobs a stopped batch did not send (fail-fast: 1101/1102/1200/1104).
+#: Looked up by name while the library side of issue #15 is merged separately.
+BatchAbortedError: type[AkoolError] = getattr(
+    akool_async, "BatchAbortedError", _BatchAbortedNotMergedError
+)
 
 
 class UsageError(Exception):
