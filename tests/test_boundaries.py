@@ -37,17 +37,11 @@ from boundary_helpers import (
 )
 from threaded_sim import ThreadedSimulator
 
-import akool_async as akool
 from akool_async._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from akool_async.testing import AkoolSimulator
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and locks")
 
-#: The library side of issue #15 (fail-fast, Batch.unfinished, retry_failed, binding).
-needs_library = pytest.mark.skipif(
-    not hasattr(akool, "BatchAbortedError"),
-    reason="needs the library side of issue #15 (branch money)",
-)
 FAST = ["--time-scale", str(SCALE), "--progress", "off"]
 PLAIN = ["--time-scale", str(SCALE), "--progress", "plain", "--progress-interval", "0.01"]
 
@@ -206,7 +200,6 @@ def test_a_wrong_key_with_the_balance_check_is_one_line_and_no_create(
     assert swap_creates(sim) == 0
 
 
-@needs_library
 def test_a_wrong_key_fails_fast_with_one_line(tmp_path: Path, sim: AkoolSimulator) -> None:
     """Without the balance check, a wrong key stops intake: one line, not one per job."""
     jobs = write_jobs(tmp_path / "jobs.jsonl", [cs(i) for i in range(60)])
@@ -267,7 +260,6 @@ def test_a_results_file_that_fails_mid_run_keeps_every_paid_id(
     assert_no_id_lost(sim, out, recovery)
 
 
-@needs_library
 def test_a_full_journal_disk_keeps_every_paid_id(tmp_path: Path, sim: AkoolSimulator) -> None:
     """A journal on a 128 KiB tmpfs fills up mid-run: exit 1, one line, no paid id lost."""
     mount = tmp_path / "tiny"
@@ -293,7 +285,6 @@ def test_a_full_journal_disk_keeps_every_paid_id(tmp_path: Path, sim: AkoolSimul
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-@needs_library
 def test_ctrl_c_without_a_journal_writes_every_created_task_id(
     tmp_path: Path,
 ) -> None:
@@ -318,7 +309,6 @@ def test_ctrl_c_without_a_journal_writes_every_created_task_id(
         assert_no_id_lost(sim, out)
 
 
-@needs_library
 def test_killed_between_download_and_journal_the_rerun_completes(
     tmp_path: Path, sim: AkoolSimulator
 ) -> None:
@@ -342,7 +332,6 @@ def test_killed_between_download_and_journal_the_rerun_completes(
     assert_no_id_lost(sim, journal)
 
 
-@needs_library
 def test_a_journal_made_against_another_base_url_is_refused(
     tmp_path: Path, sim: AkoolSimulator
 ) -> None:
@@ -359,7 +348,6 @@ def test_a_journal_made_against_another_base_url_is_refused(
     assert_no_id_lost(sim, journal)
 
 
-@needs_library
 def test_retry_failed_recreates_only_failed_tasks(tmp_path: Path, sim: AkoolSimulator) -> None:
     """--retry-failed sends again the FAILED jobs, never the completed or uncertain ones."""
     failing = [cs(i, video=f"https://example.com/v{i}.mp4?fail=1&duration=8") for i in (7, 8)]

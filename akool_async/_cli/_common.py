@@ -6,8 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import IO, Final
 
-import akool_async
-from akool_async import AkoolError
+from akool_async import BatchAbortedError
 
 __all__ = [
     "EXIT_FAILED",
@@ -30,17 +29,6 @@ EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 #: Interrupted by SIGINT or SIGTERM (128 + SIGINT, the shell convention).
 EXIT_INTERRUPTED: Final = 130
-
-
-class _BatchAbortedNotMergedError(AkoolError):
-    """Stand-in until the library side of issue #15 provides ``akool.BatchAbortedError``."""
-
-
-#: The outcome error of jobs a stopped batch did not send (fail-fast: 1101/1102/1200/1104).
-#: Looked up by name while the library side of issue #15 is merged separately.
-BatchAbortedError: type[AkoolError] = getattr(
-    akool_async, "BatchAbortedError", _BatchAbortedNotMergedError
-)
 
 
 class UsageError(Exception):

@@ -376,12 +376,7 @@ class Run:
     def _write_unfinished(self, batch: Batch) -> None:
         """Interrupted: one line per created-but-unfinished job, so no paid id is lost."""
         assert self.writer is not None
-        unfinished: Callable[[], Sequence[tuple[str, str | None]]] | None = getattr(
-            batch, "unfinished", None
-        )
-        if unfinished is None:  # the library side of issue #15 is not merged yet
-            return
-        for key, task_id in unfinished():
+        for key, task_id in batch.unfinished():
             self.interrupted_ids += task_id is not None
             record = {
                 "key": key,
