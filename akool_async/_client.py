@@ -22,6 +22,7 @@ import aiohttp
 
 from ._api import Api, Credentials
 from ._batch import DEFAULT_MAX_IN_FLIGHT, Batch, BatchStats, JobSource
+from ._batch._estimate import AdaptiveTiming
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import (
     DEFAULT_LIMITS,
@@ -216,9 +217,12 @@ class AkoolClient:
             user_agent=_user_agent(),
             session=session,
         )
-        self.character_swap = CharacterSwapResource(self._api)
+        # What the client learns about durations steers every poll: wait(), run() and the
+        # batches that keep the client's PollPolicy share it.
+        self._poll_timing = AdaptiveTiming(poll, self._api.rng)
+        self.character_swap = CharacterSwapResource(self._api, self._poll_timing)
         """Character Swap: ``create``, ``get``, ``wait``, ``run``."""
-        self.head_swap = HeadSwapResource(self._api)
+        self.head_swap = HeadSwapResource(self._api, self._poll_timing)
         """Head Swap: ``analyze``, ``get_analysis``, ``wait_analysis``, ``create``, ``get``,
         ``wait``, ``run``."""
 
@@ -228,6 +232,12 @@ class AkoolClient:
     def base_url(self) -> str:
         """The API root requests go to (no trailing slash)."""
         return self._api.base_url
+
+    @property
+    def account_digest(self) -> str:
+        """A SHA-256 digest of the credential (16 hex digits), never the credential; it binds
+        job stores to the account."""
+        return self._api.account_digest
 
     @property
     def auth(self) -> Literal["api_key", "token"]:
@@ -313,6 +323,7 @@ class AkoolClient:
         progress: Callable[[BatchStats], None] | None = None,
         journal: str | os.PathLike[str] | Journal | None = None,
         resubmit_uncertain: bool = False,
+        retry_failed: bool = False,
         webhook_url: str | None = None,
         webhooks: WebhookReceiver | None = None,
         download_dir: str | os.PathLike[str] | None = None,
@@ -328,12 +339,26 @@ class AkoolClient:
         whose outcome has not been consumed; ``progress`` receives a :class:`BatchStats`
         snapshot on every state change (keep it cheap).
 
-        ``journal`` (a path or an open ``Journal``) records every job in SQLite before its
-        create is sent and its task id right after: rerunning the same jobs with the same
-        journal re-emits finished jobs without a request, resumes polling of created ones,
-        reports creates that were sent but never acknowledged as ``SubmissionUncertainError``
-        (unless ``resubmit_uncertain=True``) and submits the rest. Jobs are matched by key
-        (``Job.key``, or the input position), so give stable keys when resuming.
+        A job's key is ``Job.key``, or else derived from its request's content: the first
+        16 hex digits of its fingerprint, ``"<fp16>#2"``, ``"#3"`` ... for identical
+        requests; never its position, so reordering or inserting jobs changes no key.
+
+        ``journal`` (a path or an open ``Journal``, bound to this client's account digest and
+        base URL: another one raises ``JournalBindingError`` before any create) records
+        every job in SQLite: ``sending`` right before the create's bytes go (after its
+        pacing slot; a job stopped earlier stays ``pending``, not sent) and the task id right
+        after. Rerunning the same jobs with the same journal re-emits finished jobs without a
+        request, resumes polling of created ones, reports creates that were sent but never
+        acknowledged as ``SubmissionUncertainError`` (unless ``resubmit_uncertain=True``) and
+        submits the rest; ``retry_failed=True`` creates jobs whose task failed (status 4,
+        refunded) again, never uncertain ones.
+
+        Fail fast: refused credentials (1101/1102), a blocked account (1200), no credit
+        (1104), or a journal/download directory failing after a create stop intake; jobs not
+        yet sent share one ``BatchAbortedError``, created ones still finish. Paid ids the
+        journal could not record go to ``<journal>.recovery.jsonl`` (``Batch.recovery_path``)
+        and the outcome (a ``JournalError`` carrying ``task_id``); ``Batch.unfinished()``
+        lists created jobs still without an outcome (after an interrupt, without a journal).
 
         ``webhook_url`` is set on every request that has none; with ``webhooks`` (an
         :class:`akool_async.webhooks.WebhookReceiver` receiving at that URL) a job completes
@@ -354,8 +379,10 @@ class AkoolClient:
             progress=progress,
             journal=journal,
             resubmit_uncertain=resubmit_uncertain,
+            retry_failed=retry_failed,
             webhook_url=webhook_url,
             webhooks=webhooks,
+            timing=self._poll_timing if poll is None else None,
             downloader=(
                 None
                 if download_dir is None

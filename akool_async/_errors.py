@@ -29,6 +29,7 @@ Every exception the SDK raises on purpose derives from :class:`AkoolError`::
     │   ├── AccountBlockedError .............. 1200
     │   └── SubscriptionRequiredError ........ 1213, 1221
     ├── SubmissionUncertainError .............. a create was sent and its answer was lost
+    ├── BatchAbortedError ..................... not sent: the batch stopped intake (has .cause)
     ├── TaskFailedError ....................... the task ended with status 4 (has .result)
     ├── WaitTimeoutError (+ TimeoutError) ..... a wait passed its deadline (has .task_id)
     ├── DownloadError ......................... a result could not be downloaded
@@ -60,6 +61,7 @@ __all__ = [
     "AccountBlockedError",
     "AkoolError",
     "AuthenticationError",
+    "BatchAbortedError",
     "ClientStateError",
     "ConfigurationError",
     "ConnectError",
@@ -314,6 +316,20 @@ class SubmissionUncertainError(AkoolError):
     def __init__(self, message: str, *, request: object = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.request = request
+
+
+class BatchAbortedError(AkoolError):
+    """The job was not sent: its batch stopped intake before the job's create left.
+
+    A batch stops at the first answer no other job can get past (credentials refused,
+    account blocked, credit exhausted) or when its journal or download directory fails
+    after a task was paid for. Every job not yet sent shares one such error; ``cause`` is
+    the original error. Nothing was created for the job: it is safe to run it again.
+    """
+
+    def __init__(self, message: str, *, cause: BaseException | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.cause = cause
 
 
 class TaskFailedError(AkoolError):

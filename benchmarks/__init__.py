@@ -1,4 +1,4 @@
-"""Benchmarks B1-B5 of the batch engine (issue 4): the SDK side by side with baselines.
+"""Benchmarks B1-B5 of the batch engine (issues 4 and 14): the SDK side by side with baselines.
 
 Benchmarks are not tests: each one measures the SDK and its baseline in one run against a
 simulator in a separate process and prints ratios with the raw numbers and the command.

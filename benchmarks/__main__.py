@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
     rows: list[dict[str, Any]] = []
     for name in names:
         rows += run_one(name)
-    print("Summary (measured here; targets from issue 4):")
+    print("Summary (measured here; targets from issues 4 and 14):")
     for r in rows:
         print(f"  {format_row(r)}")
     print("Commands:")

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 import akool_async as akool
-from akool_async._converters import analyze_to_wire
+from akool_async._converters import analyze_to_wire, request_fingerprint
 from akool_async.testing import AkoolSimulator, Duration, Fault, FaultPlan
 
 pytestmark = pytest.mark.anyio
@@ -30,6 +30,11 @@ def char(i: int, **kw: object) -> akool.CharacterSwap:
         f"https://example.com/video/{i}.mp4?duration={5 + i % 20}",
         **kw,  # type: ignore[arg-type]
     )
+
+
+def key_of(req: akool.CharacterSwap | akool.HeadSwap) -> str:
+    """The default batch key of the first occurrence of ``req`` (its content, not position)."""
+    return request_fingerprint(req)[:16]
 
 
 def head(i: int, video: int | None = None, faces: dict[int, str] | None = None) -> akool.HeadSwap:
@@ -80,7 +85,7 @@ def fast_sim(**kw: object) -> AkoolSimulator:
 
 
 async def test_every_job_gets_exactly_one_outcome() -> None:
-    """Mixed character and head swaps each yield one successful outcome, keyed by index."""
+    """Mixed character and head swaps each yield one successful outcome, keyed by content."""
     jobs: list[akool.CharacterSwap | akool.HeadSwap] = [char(i) for i in range(30)]
     jobs += [head(i) for i in range(10)]
     async with fast_sim() as sim, client_for(sim) as client:
@@ -88,13 +93,13 @@ async def test_every_job_gets_exactly_one_outcome() -> None:
             got = [o async for o in outcomes]
         stats = sim.stats
         creates = swap_creates(sim)
-    assert sorted(int(o.key) for o in got) == list(range(40))
+    assert sorted(o.key for o in got) == sorted(key_of(j) for j in jobs)
     assert all(o.ok and o.error is None for o in got), [o.error for o in got if not o.ok]
     for o in got:
         assert o.result is not None
         assert o.result.status is akool.TaskStatus.COMPLETED
         assert o.result.output_url is not None
-        assert o.job is jobs[int(o.key)]
+        assert o.key == key_of(o.job)
         assert o.task_id == o.result.id
     assert stats.duplicate_creates == 0
     assert creates == 40
@@ -131,7 +136,7 @@ async def test_outcomes_are_yielded_in_completion_order() -> None:
             now = 10.0 + 10.0 * n
             await completed[rank].wait()
         keys = [o.key async for o in outcomes]
-    assert keys == ["3", "4", "1", "2", "0"]
+    assert keys == [key_of(jobs[i]) for i in (3, 4, 1, 2, 0)]
 
 
 async def test_failures_are_values_and_do_not_touch_other_jobs() -> None:
@@ -145,14 +150,15 @@ async def test_failures_are_values_and_do_not_touch_other_jobs() -> None:
         async with client.batch(jobs, concurrency=4) as outcomes:  # type: ignore[arg-type]
             got = {o.key: o async for o in outcomes}
         creates = swap_creates(sim)
-    assert set(got) == {"0", "1", "2", "3", "k1"}
-    assert got["0"].ok
+    k0, k1, k2 = key_of(char(0)), key_of(failing), key_of(bad_face)
+    assert set(got) == {k0, k1, k2, "3", "k1"}  # a non-job is named by its position
+    assert got[k0].ok
     assert got["k1"].ok
-    err1 = got["1"].error
+    err1 = got[k1].error
     assert isinstance(err1, akool.TaskFailedError)
-    assert err1.task_id == got["1"].task_id
-    assert got["1"].result is None
-    err2 = got["2"].error
+    assert err1.task_id == got[k1].task_id
+    assert got[k1].result is None
+    err2 = got[k2].error
     assert isinstance(err2, akool.FaceMappingError)
     assert err2.missing == (5,)
     assert err2.detected == (0, 1)
@@ -394,7 +400,7 @@ async def test_a_task_id_answered_twice_fails_the_second_job_instead_of_hanging(
             first = await outcomes.__anext__()
             stats = outcomes.stats
     assert ids[0] == ids[2]
-    assert first.key == "1"
+    assert first.key == key_of(char(1))
     assert isinstance(first.error, akool.SubmissionUncertainError)
     assert first.task_id == ids[0]
     assert stats.running == 1  # job "0" is still polled under its (genuine) id

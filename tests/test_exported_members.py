@@ -65,6 +65,7 @@ def test_errors_keep_builtin_timeout_semantics() -> None:
     assert issubclass(akool_async.WaitTimeoutError, TimeoutError)
     assert issubclass(akool_async.ValidationError, ValueError)
     assert issubclass(akool_async.WaitTimeoutError, akool_async.AkoolError)
+    assert issubclass(akool_async.BatchAbortedError, akool_async.AkoolError)
 
 
 def _isort_key(name: str) -> tuple[int, str]:

@@ -13,9 +13,10 @@ import pytest
 from anyio.streams.text import TextReceiveStream
 
 import akool_async as akool
+from akool_async._batch._resume import ResumeAction, resume_action, uncertain_from_earlier_run
 from akool_async._converters import analyze_to_wire
 from akool_async._journal import JobState, Journal
-from akool_async.testing import AkoolSimulator, Duration
+from akool_async.testing import AkoolSimulator, Duration, Fault
 
 pytestmark = pytest.mark.anyio
 
@@ -58,6 +59,35 @@ def client_for(s: AkoolSimulator) -> akool.AkoolClient:
 def swap_creates(s: AkoolSimulator) -> int:
     """Character-swap create requests received by the simulator."""
     return s.stats.requests.get("character_swap.create", 0)
+
+
+@pytest.mark.parametrize(
+    ("state", "resubmit", "action"),
+    [
+        (JobState.PENDING, False, ResumeAction.SEND),
+        (JobState.REJECTED, False, ResumeAction.SEND),
+        (JobState.SENDING, False, ResumeAction.REPORT_UNCERTAIN),
+        (JobState.UNCERTAIN, False, ResumeAction.REPORT_UNCERTAIN),
+        (JobState.SENDING, True, ResumeAction.RESEND_UNCERTAIN),
+        (JobState.UNCERTAIN, True, ResumeAction.RESEND_UNCERTAIN),
+        (JobState.CREATED, True, ResumeAction.RESUME_POLLING),
+        (JobState.COMPLETED, True, ResumeAction.REPLAY),
+        (JobState.FAILED, False, ResumeAction.REPLAY),
+    ],
+)
+def test_resume_policy_maps_each_stored_state_to_one_action(
+    state: JobState, resubmit: bool, action: ResumeAction
+) -> None:
+    """The resume policy is a pure function of the stored state and the resubmit opt-in."""
+    assert resume_action(state, resubmit_uncertain=resubmit) is action
+
+
+def test_uncertain_error_from_an_earlier_run_names_the_opt_in_and_keeps_the_cause() -> None:
+    """The uncertain error tells how to resend and chains the earlier run's error."""
+    earlier = akool.RequestTimeoutError("read timed out")
+    err = uncertain_from_earlier_run(jobs(1)[0].request, earlier)
+    assert "resubmit_uncertain=True" in str(err)
+    assert err.__cause__ is earlier
 
 
 async def test_rerun_reemits_completed_jobs_without_any_request(tmp_path: Path) -> None:
@@ -150,16 +180,16 @@ async def test_key_reused_with_a_different_request_is_a_clear_error(tmp_path: Pa
 async def test_rejected_create_is_recorded_and_sent_again_on_rerun(tmp_path: Path) -> None:
     """A create the server definitely refused (1104) created nothing, so a rerun sends it."""
     path = tmp_path / "run.db"
-    async with sim(credit=0) as s, client_for(s) as client:
+    async with sim() as s, client_for(s) as client:
+        s.inject("character_swap.create", Fault(kind="code", code=1104))
         async with client.batch(jobs(1), journal=path) as outcomes:
             (first,) = [o async for o in outcomes]
         assert isinstance(first.error, akool.InsufficientCreditError)
-    # Same journal, an account with credit (a fresh simulator): the job is sent again.
-    async with sim() as s2, client_for(s2) as client:
+        # Same journal, same account and server, credit again: the job is sent again.
         async with client.batch(jobs(1), journal=path) as outcomes:
             (second,) = [o async for o in outcomes]
         assert second.ok
-        assert swap_creates(s2) == 1
+        assert swap_creates(s) == 2  # the refused create and the one that paid
 
 
 async def _run_child(

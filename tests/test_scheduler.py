@@ -13,10 +13,6 @@ import anyio
 import attrs
 import pytest
 
-from akool_async._config import PollPolicy
-from akool_async._errors import NotFoundError, RateLimitError, ServerError, WaitTimeoutError
-from akool_async._models import TaskStatus
-from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer, share_cut
 from akool_async._batch._estimate import (
     FIRST_JOBS_PROBING,
     MAX_EARLY_COMPLETIONS,
@@ -26,6 +22,10 @@ from akool_async._batch._estimate import (
     DurationEstimate,
 )
 from akool_async._batch._scheduler import PollScheduler
+from akool_async._config import PollPolicy
+from akool_async._errors import NotFoundError, RateLimitError, ServerError, WaitTimeoutError
+from akool_async._models import TaskStatus
+from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer, share_cut
 
 pytestmark = pytest.mark.anyio
 
@@ -597,7 +597,8 @@ async def test_a_policy_without_initial_delay_polls_instead_of_skipping() -> Non
         assert est.start_probe(bucket)  # its probes are out, nothing has finished
     for j in range(MIN_EVIDENCE):
         est.seen_running(("e", None), None, 100.0 + j)  # thirty seen running at 100+
-    sched = PollScheduler(policy, clock, timing=AdaptiveTiming(policy, estimate=est), max_concurrent_polls=1)
+    timing = AdaptiveTiming(policy, estimate=est)
+    sched = PollScheduler(policy, clock, timing=timing, max_concurrent_polls=1)
     polled: list[str] = []
     done: list[str] = []
     all_done = anyio.Event()

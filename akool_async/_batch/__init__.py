@@ -8,6 +8,8 @@
       -> scheduler (heap of due polls, estimate)    _scheduler.py, _estimate.py
       -> completion (journal write, download)       _complete.py
       -> outcome stream (completion order)          _outcomes.py
+    stop switch, recovery file of paid ids          _recovery.py
+    balance preflight (estimate vs credit)          _preflight.py
 
 All tasks live in one anyio task group owned by the batch: ``concurrency`` create workers,
 the scheduler, and short tasks for head swaps waiting on their analysis and for
@@ -19,10 +21,12 @@ journal, a later run resumes them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 import attrs
@@ -33,18 +37,24 @@ from akool_async._converters import request_kind
 from akool_async._download import Downloader
 from akool_async._errors import (
     AkoolError,
+    BatchAbortedError,
     ClientStateError,
+    JournalError,
     ResponseError,
     SubmissionUncertainError,
+    TaskFailedError,
     ValidationError,
 )
 from akool_async._journal import Journal
 from akool_async._models import CharacterSwap, HeadSwap, Job
+from akool_async._store import open_store
 
 from ._complete import Completion, outcome_for
-from ._estimate import size_bucket
+from ._estimate import AdaptiveTiming, size_bucket
 from ._intake import Intake, JobSource, Todo
 from ._outcomes import BatchStats, JobHandle, Outcome, OutcomeStream, Request
+from ._preflight import BalanceCheck, check_balance
+from ._recovery import RECOVERY_SUFFIX, BatchStop, RecoveryLog, StoreGuard, stops_intake
 from ._resume import ResumeAction, resume_action
 from ._scheduler import PollScheduler
 from ._submit import SharedAnalyses, Submitter, check_faces
@@ -55,11 +65,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
+    "BalanceCheck",
     "Batch",
     "BatchStats",
     "JobHandle",
     "JobSource",
     "Outcome",
+    "check_balance",
 ]
 
 #: Jobs in flight (pulled from the input, outcome not yet consumed) by default.
@@ -93,9 +105,11 @@ class Batch:
         progress: Callable[[BatchStats], None] | None = None,
         journal: str | os.PathLike[str] | Journal | None = None,
         resubmit_uncertain: bool = False,
+        retry_failed: bool = False,
         webhook_url: str | None = None,
         webhooks: WebhookReceiver | None = None,
         downloader: Downloader | None = None,
+        timing: AdaptiveTiming | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValidationError(
@@ -120,13 +134,17 @@ class Batch:
         self._journal_spec = journal
         self._journal: Journal | None = None
         self._resubmit_uncertain = resubmit_uncertain
+        self._retry_failed = retry_failed
+        self._stop = BatchStop()
+        self._guard = StoreGuard(self._stop, RecoveryLog(None))
+        self._running: dict[str, str] = {}  # key -> task id: created, no outcome yet
         self._webhook_url = webhook_url
         self._webhooks = webhooks
         self._downloader = downloader
         self._intake = Intake(jobs, max_in_flight)
         self._stream = OutcomeStream(self._intake.release_slot, self._clock)
         # Pacing (every request, AIMD on 429/1005) is the client's: one budget per API key.
-        self._scheduler = PollScheduler(self._policy, self._clock)
+        self._scheduler = PollScheduler(self._policy, self._clock, timing=timing)
         self._state: Literal["new", "open", "closed"] = "new"
         self._intake_open = True
         self._outstanding = 0
@@ -144,29 +162,38 @@ class Batch:
             raise ClientStateError("a Batch can be entered only once")
         self._state = "open"
         spec = self._journal_spec
-        if isinstance(spec, Journal):
-            self._journal = spec
-        elif spec is not None:
+        if spec is not None:
             try:
-                self._journal = await Journal.open(spec)
+                # Bound to this account and server: another one is refused before any create.
+                store = await open_store(
+                    spec, account=self._client.account_digest, base_url=self._client.base_url
+                )
             except BaseException:
                 # Nothing started: release what __init__ made, then report the journal.
                 self._state = "closed"
                 self._intake.discard()
                 self._stream.close()
                 raise
-            self._owns_journal = True
+            # Stages are typed against the SQLite Journal; other JobStores quack alike.
+            self._journal = cast("Journal", store)
+            self._owns_journal = store is not spec
+            if isinstance(store, Journal):
+                self._guard.recovery.path = Path(store.path + RECOVERY_SUFFIX)
         self._submitter = Submitter(
             self._client,
             concurrency=self._concurrency,
             journal=self._journal,
             webhook_url=self._webhook_url,
             resubmit_uncertain=self._resubmit_uncertain,
+            guard=self._guard,
+            stop=self._stop,
         )
         self._analyses = SharedAnalyses(
             self._client, self._submitter.limiter, self._wait_terminal
         )
-        self._completion = Completion(self._clock, self._journal, self._downloader)
+        self._completion = Completion(
+            self._clock, self._journal, self._downloader, self._guard, self._stop
+        )
         self._unsubscribe = (
             None if self._webhooks is None else self._webhooks.add_listener(self._on_webhook)
         )
@@ -195,6 +222,25 @@ class Batch:
             if self._owns_journal and self._journal is not None:
                 with anyio.CancelScope(shield=True):
                     await self._journal.aclose()
+
+    def unfinished(self) -> list[tuple[str, str]]:
+        """``(key, task_id)`` of every job created (paid) whose outcome is not out yet.
+
+        After an interrupt, these are the ids a caller without a journal must keep (e.g.
+        write to its results file) to find the tasks again.
+        """
+        return list(self._running.items())
+
+    @property
+    def recovery_path(self) -> Path | None:
+        """``<journal path>.recovery.jsonl``: paid task ids the journal could not record
+        are appended there (None without a journal file). Absent while nothing failed."""
+        return self._guard.recovery.path
+
+    @property
+    def stopped(self) -> BatchAbortedError | None:
+        """The shared error of jobs not sent once the batch stopped intake, or None."""
+        return self._stop.error
 
     def close(self) -> None:
         """No more submissions: iteration ends once every submitted job has its outcome."""
@@ -257,11 +303,21 @@ class Batch:
         """Resume or create the job's task, then leave it to the scheduler."""
         deadline = None if self._deadline is None else self._clock.monotonic() + self._deadline
         try:
+            stop = self._stop.error
+            if stop is not None and (self._journal is None or not stops_intake(stop.cause)):
+                # Stopped: the job ends at once, nothing sent. (With a journal and a refusal
+                # by Akool, jobs an earlier run finished or created are still replayed or
+                # polled; only their creates are refused, in _task_id_for.)
+                raise stop
             with job.handle.activity.current(request_kind(job.request)):
                 task_id = await self._task_id_for(job)
         except AkoolError as err:
-            await self._submitter.record_failure(job.key, err)
-            self._emit(job, Outcome(key=job.key, job=job.request, error=err))
+            if stops_intake(err):
+                self._stop.stop(err)
+            with contextlib.suppress(JournalError):  # the store failed: the outcome still goes
+                await self._submitter.record_failure(job.key, err)
+            paid = err.task_id if isinstance(err, JournalError) else None
+            self._emit(job, Outcome(key=job.key, job=job.request, error=err, task_id=paid))
             return
         if task_id is not None:
             self._watch(job, task_id, deadline)
@@ -277,7 +333,12 @@ class Batch:
             self._keys.add(job.key)
             record = await self._submitter.begin(journal, job.key, job.request)
             known_analysis = record.analysis_id
-            action = resume_action(record.state, resubmit_uncertain=self._resubmit_uncertain)
+            action = resume_action(
+                record.state,
+                resubmit_uncertain=self._resubmit_uncertain,
+                retry_failed=self._retry_failed,
+                task_failed=isinstance(record.error, TaskFailedError),
+            )
             if action in (ResumeAction.REPLAY, ResumeAction.RESUME_POLLING):
                 job.handle.activity.from_journal(record, replayed=action is ResumeAction.REPLAY)
             if action is ResumeAction.REPLAY:
@@ -290,14 +351,20 @@ class Batch:
                 uncertain = await self._submitter.left_uncertain(journal, job.request, record)
                 if action is ResumeAction.REPORT_UNCERTAIN:
                     raise uncertain
+            retry = action is ResumeAction.RETRY_FAILED
+        else:
+            retry = False
+        self._stop.check()
         if isinstance(job.request, HeadSwap):
             analysis = await self._analyses.get(job.request.video_url, known_analysis)
-            if journal is not None and analysis.id != known_analysis:
+            if journal is not None and analysis.id != known_analysis and not retry:
                 # A resumed run reuses it instead of analysing the video again.
-                await journal.set_analysis_id(job.key, analysis.id)
+                await self._guard.write(
+                    journal.set_analysis_id(job.key, analysis.id), key=job.key, step="analysis"
+                )
             check_faces(job.request, analysis)
         self._move(job, "submitting")
-        return await self._submitter.create(job.key, job.request)
+        return await self._submitter.create(job.key, job.request, retry_failed=retry)
 
     def _watch(self, job: _Job, task_id: str, deadline: float | None) -> None:
         """Hand the created task to the scheduler; it calls back with the terminal value."""
@@ -313,6 +380,7 @@ class Batch:
             self._emit(job, Outcome(key=job.key, job=job.request, error=clash, task_id=task_id))
             return
         self._move(job, "running")
+        self._running[job.key] = task_id
         is_head = isinstance(job.request, HeadSwap)
         resource: Any = self._client.head_swap if is_head else self._client.character_swap
 
@@ -378,6 +446,7 @@ class Batch:
     def _emit(self, job: _Job, outcome: Outcome) -> None:
         """Deliver the job's one outcome."""
         self._outstanding -= 1
+        self._running.pop(job.key, None)
         self._replayed += job.handle.activity.replayed
         if outcome.error is None:
             credits = getattr(outcome.result, "credits", None)

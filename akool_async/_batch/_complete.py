@@ -7,7 +7,10 @@ A job finished by an earlier run is replayed from its stored record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import stat
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +18,14 @@ import anyio
 import attrs
 
 from akool_async._clock import Clock
-from akool_async._converters import result_from_raw
+from akool_async._converters import request_to_dict, result_from_raw
 from akool_async._download import Downloader, DownloadError
-from akool_async._errors import AkoolError, TaskFailedError
+from akool_async._errors import AkoolError, JournalError, TaskFailedError
 from akool_async._journal import JobRecord, Journal
 from akool_async._models import TaskStatus
 
 from ._outcomes import Outcome, Request
+from ._recovery import BatchStop, RecoveryLog, StoreGuard
 
 __all__ = ["Completion"]
 
@@ -46,14 +50,26 @@ def outcome_for(key: str, request: Request, task_id: str, value: Any) -> Outcome
 
 
 class Completion:
-    """Stores terminal values in the journal and downloads outputs (both optional)."""
+    """Stores terminal values in the journal and downloads outputs (both optional).
+
+    A store write that fails turns the outcome into a :class:`JournalError` carrying the
+    task id (also in the recovery file); a download directory that fails locally keeps the
+    result, records the id in the recovery file and stops intake.
+    """
 
     def __init__(
-        self, clock: Clock, journal: Journal | None, downloader: Downloader | None
+        self,
+        clock: Clock,
+        journal: Journal | None,
+        downloader: Downloader | None,
+        guard: StoreGuard | None = None,
+        stop: BatchStop | None = None,
     ) -> None:
         self._clock = clock
         self.journal = journal
         self._downloader = downloader
+        self._stop = stop or BatchStop()
+        self._guard = guard or StoreGuard(self._stop, RecoveryLog(None))
 
     def needs_io(self, outcome: Outcome) -> bool:
         """True when :meth:`finish` has work to do for ``outcome`` (else it is final)."""
@@ -63,16 +79,29 @@ class Completion:
         """Record the terminal ``value`` of ``outcome``'s job, then download its output."""
         journal, key = self.journal, outcome.key
         if journal is None:
-            pass
-        elif isinstance(value, AkoolError):
+            return await self.download(outcome)
+        if isinstance(value, AkoolError):
             # Not terminal remotely (deadline, lost task): keep `created` so a rerun resumes.
-            await journal.record_error(key, value)
+            call, step = journal.record_error(key, value), "an error"
         elif value.status is TaskStatus.FAILED:
             assert outcome.error is not None
-            await journal.mark_failed(key, value.raw, outcome.error)
+            call, step = journal.mark_failed(key, value.raw, outcome.error), "failed"
         else:
-            await journal.mark_completed(key, value.raw)
+            call, step = journal.mark_completed(key, value.raw), "completed"
+        try:
+            await self._write(call, outcome, step)
+        except JournalError as err:
+            return Outcome(key=key, job=outcome.job, error=err, task_id=outcome.task_id)
         return await self.download(outcome)
+
+    async def _write(self, call: Awaitable[Any], outcome: Outcome, step: str) -> None:
+        await self._guard.write(
+            call,
+            key=outcome.key,
+            step=step,
+            task_id=outcome.task_id,
+            request=request_to_dict(outcome.job),
+        )
 
     async def replay(self, key: str, request: Request, record: JobRecord) -> Outcome:
         """The outcome an earlier run recorded, without any API request."""
@@ -82,6 +111,11 @@ class Completion:
             return outcome
         if record.local_path is not None and await anyio.Path(record.local_path).exists():
             return attrs.evolve(outcome, path=Path(record.local_path))
+        saved = await self._saved_earlier(key)
+        if saved is not None:
+            # Saved by a run that stopped before journaling it: the download publishes
+            # atomically, so a non-empty file at the job's own path is that download.
+            return await self._recorded(attrs.evolve(outcome, path=saved))
         age = self._clock.wall() - record.updated_at
         if age > EXPIRY_WARNING_AGE:
             _logger.warning(
@@ -93,6 +127,16 @@ class Completion:
             )
         return await self.download(outcome)
 
+    async def _saved_earlier(self, key: str) -> Path | None:
+        if self._downloader is None:
+            return None
+        target = self._downloader.path_for(key)
+        try:
+            info = await anyio.Path(target).stat()
+        except OSError:
+            return None
+        return target if stat.S_ISREG(info.st_mode) and info.st_size > 0 else None
+
     async def download(self, outcome: Outcome) -> Outcome:
         """Save ``outcome``'s output (when it succeeded and downloads are on)."""
         if self._downloader is None or outcome.result is None:
@@ -100,7 +144,38 @@ class Completion:
         try:
             path = await self._downloader.download(outcome.key, outcome.result)
         except DownloadError as err:
+            if _local_failure(err):
+                await self._directory_failed(outcome, err)
             return attrs.evolve(outcome, download_error=err)
-        if self.journal is not None:
-            await self.journal.set_local_path(outcome.key, path)
-        return attrs.evolve(outcome, path=path)
+        except OSError as exc:  # the directory itself (a file of that name, read-only ...)
+            unusable = DownloadError(f"could not use the download directory: {exc}")
+            unusable.__cause__ = exc
+            await self._directory_failed(outcome, unusable)
+            return attrs.evolve(outcome, download_error=unusable)
+        return await self._recorded(attrs.evolve(outcome, path=path))
+
+    async def _recorded(self, outcome: Outcome) -> Outcome:
+        """``outcome`` after its download path was journaled (the file is there either way)."""
+        if self.journal is not None and outcome.path is not None:
+            with contextlib.suppress(JournalError):
+                await self._write(
+                    self.journal.set_local_path(outcome.key, outcome.path), outcome, "a download"
+                )
+        return outcome
+
+    async def _directory_failed(self, outcome: Outcome, err: DownloadError) -> None:
+        """A paid output could not be saved locally: keep its id and stop intake."""
+        await self._guard.recovery.append(
+            key=outcome.key,
+            task_id=outcome.task_id,
+            kind="download",
+            request=request_to_dict(outcome.job),
+            error=err,
+        )
+        self._stop.stop(err)
+
+
+def _local_failure(err: DownloadError) -> bool:
+    """True when the local side failed (disk, permissions), not the server or the URL."""
+    cause = err.__cause__
+    return isinstance(cause, OSError) and not isinstance(cause, FileExistsError)

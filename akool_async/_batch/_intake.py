@@ -10,6 +10,7 @@ from the caller's (async) iterable, or from ``submit()`` through an unbounded st
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 import anyio
@@ -17,13 +18,35 @@ import attrs
 
 from akool_async._errors import ValidationError
 from akool_async._models import CharacterSwap, HeadSwap, Job
+from akool_async._request_codec import request_fingerprint
 
 from ._outcomes import JobHandle
 
-__all__ = ["Intake", "JobSource", "Todo"]
+__all__ = ["KEY_FINGERPRINT_LENGTH", "Intake", "JobSource", "KeyMaker", "Todo"]
+
+#: Hex digits of the request fingerprint in a default key (64 bits: collisions are moot).
+KEY_FINGERPRINT_LENGTH = 16
 
 Request = CharacterSwap | HeadSwap
 JobSource = Iterable[Request | Job] | AsyncIterable[Request | Job]
+
+
+class KeyMaker:
+    """Default keys from request content: ``<fp16>``, then ``<fp16>#2``, ``<fp16>#3`` ...
+
+    The n-th identical request of a batch always gets the same key, wherever it sits in the
+    input: reordering, commenting out or inserting other jobs never changes a key.
+    """
+
+    def __init__(self) -> None:
+        self._seen: Counter[str] = Counter()
+
+    def key_for(self, request: Request) -> str:
+        """The key of the next occurrence of ``request``."""
+        fp = request_fingerprint(request)[:KEY_FINGERPRINT_LENGTH]
+        self._seen[fp] += 1
+        n = self._seen[fp]
+        return fp if n == 1 else f"{fp}#{n}"
 
 
 @attrs.frozen
@@ -53,6 +76,7 @@ class Intake:
             math.inf
         )
         self._index = 0
+        self._keys = KeyMaker()
         self.exhausted = False
 
     @property
@@ -65,9 +89,9 @@ class Intake:
         self._slots.release()
 
     def unpack(self, job: object, key: str | None) -> tuple[Request, str]:
-        """The request and key of ``job``; the key defaults to its position in the input."""
-        index = self._index
-        self._index += 1
+        """The request and key of ``job``; the key defaults to one derived from the request's
+        content (:class:`KeyMaker`), never its position in the input."""
+        self._index += 1  # a position names only an item that is not a job (creates nothing)
         if isinstance(job, Job):
             request, job_key = job.request, key or job.key
         elif isinstance(job, (CharacterSwap, HeadSwap)):
@@ -77,7 +101,7 @@ class Intake:
                 "batch job",
                 f"must be a CharacterSwap, HeadSwap or Job (got {type(job).__name__})",
             )
-        return request, str(index) if job_key is None else job_key
+        return request, self._keys.key_for(request) if job_key is None else job_key
 
     async def take_slot(self) -> None:
         """Wait for a free in-flight slot."""

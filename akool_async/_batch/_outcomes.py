@@ -30,6 +30,9 @@ Result = CharacterSwapResult | HeadSwapResult
 class Outcome:
     """The single outcome of one job: exactly one of ``result`` and ``error`` is set.
 
+    ``key`` is ``Job.key``, or one derived from the request's content (fingerprint, plus
+    ``#n`` for the n-th identical request), never the job's input position.
+
     With ``download_dir``, ``path`` is where the output was saved, or ``download_error``
     says why it was not (the job itself still succeeded: ``result`` is set).
 

@@ -26,12 +26,27 @@ class ResumeAction(enum.Enum):
     REPORT_UNCERTAIN = "report_uncertain"
     #: As REPORT_UNCERTAIN, but the caller opted in (``resubmit_uncertain``): send again.
     RESEND_UNCERTAIN = "resend_uncertain"
+    #: Its task failed (status 4, refunded by Akool) and the caller opted in
+    #: (``retry_failed``): create a new task under the same key.
+    RETRY_FAILED = "retry_failed"
     #: Nothing was created (new, or definitely rejected): send it.
     SEND = "send"
 
 
-def resume_action(state: JobState, *, resubmit_uncertain: bool) -> ResumeAction:
-    """The action for a job whose stored record is in ``state``."""
+def resume_action(
+    state: JobState,
+    *,
+    resubmit_uncertain: bool,
+    retry_failed: bool = False,
+    task_failed: bool = False,
+) -> ResumeAction:
+    """The action for a job whose stored record is in ``state``.
+
+    ``task_failed``: the stored error of a ``failed`` job is a failed task (status 4), the
+    only failure ``retry_failed`` sends again; never an uncertain create.
+    """
+    if state is JobState.FAILED and retry_failed and task_failed:
+        return ResumeAction.RETRY_FAILED
     if state in (JobState.COMPLETED, JobState.FAILED):
         return ResumeAction.REPLAY
     if state is JobState.CREATED:

@@ -14,12 +14,15 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from akool_async._converters import request_fingerprint, request_to_dict
 from akool_async._errors import (
     AkoolError,
+    BatchAbortedError,
     FaceMappingError,
+    JournalError,
     RateLimitError,
     SubmissionUncertainError,
     TaskFailedError,
@@ -28,6 +31,7 @@ from akool_async._journal import JobRecord, JobState, Journal
 from akool_async._models import HeadSwap, HeadSwapAnalysis, TaskStatus
 
 from ._outcomes import Request
+from ._recovery import BatchStop, StoreGuard
 from ._resume import uncertain_from_earlier_run
 
 if TYPE_CHECKING:
@@ -47,7 +51,13 @@ WaitTerminal = Callable[[str, str, Callable[[str], Awaitable[Any]]], Awaitable[A
 
 
 class Submitter:
-    """Sends creates: at most ``concurrency`` creates and analyses at once."""
+    """Sends creates: at most ``concurrency`` creates and analyses at once.
+
+    With a journal, ``sending`` is written inside the create's ``before_send`` hook (pacing
+    slot taken, body encoded, bytes about to go), so a job stopped while it waited for its
+    turn was not sent and stays ``pending``. Store writes go through ``guard``: a failure
+    after a create keeps the paid id (recovery file) and stops intake.
+    """
 
     def __init__(
         self,
@@ -57,21 +67,26 @@ class Submitter:
         journal: Journal | None,
         webhook_url: str | None,
         resubmit_uncertain: bool,
+        guard: StoreGuard,
+        stop: BatchStop,
     ) -> None:
         self._client = client
         self.limiter = anyio.CapacityLimiter(concurrency)
         self._journal = journal
         self._webhook_url = webhook_url
         self._resubmit_uncertain = resubmit_uncertain
+        self._guard = guard
+        self._stop = stop
 
     async def begin(self, journal: Journal, key: str, request: Request) -> JobRecord:
         """The job's stored record (created ``pending`` when new)."""
-        return await journal.begin(
+        call = journal.begin(
             key,
             kind="head_swap" if isinstance(request, HeadSwap) else "character_swap",
             fingerprint=request_fingerprint(request),
             request=request_to_dict(request),
         )
+        return await self._guard.write(call, key=key, step="the new job")
 
     async def left_uncertain(
         self, journal: Journal, request: Request, record: JobRecord
@@ -79,58 +94,109 @@ class Submitter:
         """The error for a create an earlier run sent unanswered (recorded as uncertain)."""
         err = uncertain_from_earlier_run(request, record.error)
         if record.state is JobState.SENDING:
-            await journal.mark_uncertain(record.key, err)
+            await self._guard.write(
+                journal.mark_uncertain(record.key, err), key=record.key, step="uncertain"
+            )
         return err
 
-    async def create(self, key: str, request: Request) -> str:
-        """Create the job's task and return its id; re-send a create refused for rate."""
+    async def create(self, key: str, request: Request, *, retry_failed: bool = False) -> str:
+        """Create the job's task and return its id; re-send a create refused for rate.
+
+        ``retry_failed``: the stored job is ``failed`` (its task failed) and is sent again.
+        """
         if self._webhook_url is not None and request.webhook_url is None:
             request = attrs.evolve(request, webhook_url=self._webhook_url)
         last: RateLimitError | None = None
         for _attempt in range(MAX_THROTTLED_CREATES):
+            self._stop.check()
             async with self.limiter:
                 try:
-                    return await self._create_once(key, request)
+                    return await self._create_once(key, request, retry_failed)
                 except RateLimitError as err:
                     # 429/1005 prove no task was created: safe to send again once the
                     # client's pacer (which has slowed down) gives the next turn.
                     last = err
+                    retry_failed = False  # the record is `rejected` now
         assert last is not None
         raise last
 
-    async def _create_once(self, key: str, request: Request) -> str:
+    async def _create_once(self, key: str, request: Request, retry_failed: bool) -> str:
         journal = self._journal
-        if journal is not None:
-            await journal.mark_sending(key, resubmit_uncertain=self._resubmit_uncertain)
+        marked = False
+
+        async def before_send() -> None:
+            # Runs after the pacing slot, right before the bytes go; raising sends nothing.
+            nonlocal marked
+            self._stop.check()  # the batch stopped while this job waited for its turn
+            if journal is None or marked:
+                return  # a resend of a create proven not to have created anything
+            await self._mark_sending(journal, key, retry_failed)
+            marked = True
+            try:
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            except anyio.get_cancelled_exc_class():
+                # Cancelled between the write and the send: nothing left, say so.
+                with anyio.CancelScope(shield=True):
+                    await self._guard.write(
+                        journal.mark_rejected(key, _cancelled_before_send()),
+                        key=key,
+                        step="a create cancelled before sending",
+                    )
+                raise
+
         resource: Any = (
             self._client.head_swap if isinstance(request, HeadSwap) else self._client.character_swap
         )
         try:
-            task = await resource.create(request)
+            task = await resource.create(request, before_send=before_send)
         except RateLimitError as err:
-            if journal is not None:
-                await journal.mark_rejected(key, err)
+            if journal is not None and marked:
+                await self._guard.write(
+                    journal.mark_rejected(key, err), key=key, step="a create refused for rate"
+                )
             raise
         task_id: str = task.id
         if journal is not None:
             # The id is paid for: record it even if we are being cancelled.
             with anyio.CancelScope(shield=True):
-                await journal.mark_created(key, task_id)
+                await self._guard.write(
+                    journal.mark_created(key, task_id),
+                    key=key,
+                    step="created",
+                    task_id=task_id,
+                    request=request_to_dict(request),
+                )
         return task_id
 
+    async def _mark_sending(self, journal: Journal, key: str, retry_failed: bool) -> None:
+        if retry_failed:
+            call = journal.mark_sending(key, retry_failed=True)
+        else:
+            call = journal.mark_sending(key, resubmit_uncertain=self._resubmit_uncertain)
+        await self._guard.write(call, key=key, step="the intent to send")
+
     async def record_failure(self, key: str, err: AkoolError) -> None:
-        """A job ended before it had a task id: record why (uncertain, or rejected)."""
+        """A job ended before it had a task id: record why (uncertain, or rejected).
+
+        Nothing is written for a job the batch did not send (it stays ``pending``) nor
+        when the store itself failed.
+        """
         journal = self._journal
-        if journal is None:
+        if journal is None or isinstance(err, (BatchAbortedError, JournalError)):
             return
-        record = await journal.get(key)
+        guard = self._guard
+        record = await guard.write(journal.get(key), key=key, step="a lookup")
         if record is None or record.state in (JobState.UNCERTAIN, JobState.REJECTED):
             return
         if isinstance(err, SubmissionUncertainError):
             if record.state is JobState.SENDING:
-                await journal.mark_uncertain(key, err)
+                await guard.write(journal.mark_uncertain(key, err), key=key, step="uncertain")
         elif record.state in (JobState.PENDING, JobState.SENDING):
-            await journal.mark_rejected(key, err)
+            await guard.write(journal.mark_rejected(key, err), key=key, step="a rejection")
+
+
+def _cancelled_before_send() -> BatchAbortedError:
+    return BatchAbortedError("not sent: the batch was cancelled before this create left")
 
 
 class _Share:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any, Protocol
 
 from akool_async._client import ENV_API_KEY, ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET
 from akool_async._converters import CHARACTER_SWAP_KIND, HEAD_SWAP_KIND
@@ -16,6 +17,12 @@ from ._report import configure_report_parser
 from ._run import DEFAULT_PROGRESS_INTERVAL, RunOptions
 
 __all__ = ["build_parser", "run_options"]
+
+
+class SubParsers(Protocol):
+    """What this module uses of ``ArgumentParser.add_subparsers()``'s return value."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
 def _positive_int(text: str) -> int:
@@ -112,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_run(sub: SubParsers) -> None:
     run = sub.add_parser(
         "run",
         help="run the jobs of a JSONL file",
@@ -138,7 +145,20 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--max-credits",
         type=_non_negative_float,
         metavar="N",
-        help="refuse to start when the credit estimate exceeds N",
+        help="refuse to start when the credit estimate exceeds N, or when some jobs "
+        "cannot be estimated (head swaps, character swaps without a duration) unless "
+        "--allow-unpriced",
+    )
+    run.add_argument(
+        "--allow-unpriced",
+        action="store_true",
+        help="with --max-credits: start even though some jobs have no estimate",
+    )
+    run.add_argument(
+        "--no-balance-check",
+        action="store_true",
+        help="skip reading the balance before the first create (by default a run whose "
+        "estimate exceeds the balance is refused)",
     )
     run.add_argument(
         "--dry-run",
@@ -162,6 +182,12 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="with --journal: resubmit jobs whose create answer was lost (may pay twice)",
     )
     run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --journal: create again the jobs whose task FAILED in an earlier run "
+        "(Akool refunds those); never uncertain ones",
+    )
+    run.add_argument(
         "--download-dir",
         metavar="DIR",
         help="save every completed output as DIR/<key>.mp4 (a safe file name); "
@@ -181,7 +207,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _log_flag(run, default=argparse.SUPPRESS)
 
 
-def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_status(sub: SubParsers) -> None:
     status = sub.add_parser("status", help="show one task's status")
     status.add_argument("id", metavar="ID", help="task id returned by a create")
     status.add_argument(
@@ -193,7 +219,7 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _log_flag(status, default=argparse.SUPPRESS)
 
 
-def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_simulate(sub: SubParsers) -> None:
     simulate = sub.add_parser(
         "simulate",
         help="serve the offline Akool simulator",
@@ -234,7 +260,7 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _log_flag(simulate, default=argparse.SUPPRESS)
 
 
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_demo(sub: SubParsers) -> None:
     demo = sub.add_parser(
         "demo",
         help="run a few hundred jobs against the embedded simulator (offline, < 1 minute)",
@@ -294,6 +320,9 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         time_scale=args.time_scale,
         journal=args.journal,
         resubmit_uncertain=args.resubmit_uncertain,
+        retry_failed=args.retry_failed,
+        allow_unpriced=args.allow_unpriced,
+        balance_check=not args.no_balance_check,
         download_dir=args.download_dir,
         webhook_url=args.webhook_url,
         webhook_listen=args.webhook_listen,

@@ -8,7 +8,14 @@ client's :class:`~akool_async._api.Api`.
 from __future__ import annotations
 
 from ._base import APIResource
+from ._polling import PollTiming, size_bucket
 from .character_swap import CharacterSwapResource
 from .head_swap import HeadSwapResource
 
-__all__ = ["APIResource", "CharacterSwapResource", "HeadSwapResource"]
+__all__ = [
+    "APIResource",
+    "CharacterSwapResource",
+    "HeadSwapResource",
+    "PollTiming",
+    "size_bucket",
+]

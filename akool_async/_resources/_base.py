@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 from akool_async._api import Api
 from akool_async._errors import ResponseError, SubmissionUncertainError
 
+from ._polling import PollTiming
+
 __all__ = ["APIResource", "structure_created", "structure_polled"]
 
 T = TypeVar("T")
@@ -21,10 +23,11 @@ T = TypeVar("T")
 class APIResource:
     """A namespace of API calls over one client's :class:`Api`."""
 
-    __slots__ = ("_api",)
+    __slots__ = ("_api", "_timing")
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, timing: PollTiming) -> None:
         self._api = api
+        self._timing = timing
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._api.base_url!r}>"

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Protocol, TypeVar
 
 from akool_async._api import Api
 from akool_async._errors import TaskFailedError, ValidationError, WaitTimeoutError
-from akool_async._models import TaskStatus
-from akool_async._retry import poll_delay
+from akool_async._models import CharacterSwap, HeadSwap, TaskStatus
 
-__all__ = ["check_deadline", "check_id", "time_left", "wait_terminal"]
+__all__ = ["PollTiming", "check_deadline", "check_id", "size_bucket", "time_left", "wait_terminal"]
+
+
+class PollTiming(Protocol):
+    """When to poll (the batch's adaptive timing satisfies it); ``bucket`` groups jobs of
+    similar duration."""
+
+    def first_delay(self, bucket: Hashable) -> float: ...
+
+    def next_delay(self, bucket: Hashable, age: float, polls: int) -> float: ...
+
+    def observe(self, bucket: Hashable, duration: float) -> None: ...
 
 
 class _HasStatus(Protocol):
@@ -23,6 +33,13 @@ class _HasStatus(Protocol):
 
 
 R = TypeVar("R", bound=_HasStatus)
+
+
+def size_bucket(request: CharacterSwap | HeadSwap) -> tuple[str, int]:
+    """Jobs of similar size take similar time: resolution and a log2 class of the duration."""
+    duration = getattr(request, "duration", None)
+    size = -1 if duration is None else int(math.log2(max(1.0, float(duration))))
+    return (request.resolution, size)
 
 
 def check_id(name: str, value: object) -> str:
@@ -54,33 +71,41 @@ async def wait_terminal(
     *,
     deadline: float | None,
     what: str,
-    poll_first: bool = True,
+    timing: PollTiming,
+    bucket: Hashable,
+    created: float | None = None,
 ) -> R:
-    """Poll ``get(task_id)`` with the client's PollPolicy until COMPLETED (returned),
-    FAILED (TaskFailedError) or ``deadline`` seconds have passed (WaitTimeoutError).
+    """Poll ``get(task_id)`` until COMPLETED (returned), FAILED (TaskFailedError) or
+    ``deadline`` seconds have passed (WaitTimeoutError); ``timing`` says when to poll.
 
-    ``poll_first=False`` waits one poll interval before the first poll (the caller has just
-    created the task). Errors of ``get`` (after its own retries) propagate.
+    ``created``: when the caller created the task (its monotonic time). The first poll then
+    waits ``timing.first_delay`` and the job's duration teaches ``timing``; without it the
+    first poll goes at once. Errors of ``get`` (after its own retries) propagate.
     """
     clock = api.clock
-    policy = api.poll_policy
-    end = None if deadline is None else clock.monotonic() + deadline
-    index = 0
-    if not poll_first:
-        await clock.sleep(_bounded(poll_delay(index, policy, api.rng), end, clock.monotonic()))
-        index += 1
+    start = clock.monotonic()
+    end = None if deadline is None else start + deadline
+    born = start if created is None else created
+    waits = 0  # waits taken so far: the backoff step of the next one
+    last_running = born
+    if created is not None:
+        await clock.sleep(_bounded(timing.first_delay(bucket), end, clock.monotonic()))
+        waits = 1
     while True:
         last = await get(task_id)
+        now = clock.monotonic()
         status = last.status
-        if status is TaskStatus.COMPLETED:
-            return last
-        if status is TaskStatus.FAILED:
+        if status is TaskStatus.COMPLETED or status is TaskStatus.FAILED:
+            if created is not None:
+                # The true end lies between the last poll that saw it running and this one.
+                timing.observe(bucket, (last_running + now) / 2 - born)
+            if status is TaskStatus.COMPLETED:
+                return last
             raise TaskFailedError(
                 f"{what} {task_id} failed: {last.failure_reason or 'no reason given'}",
                 result=last,
                 task_id=task_id,
             )
-        now = clock.monotonic()
         if end is not None and now >= end:
             raise WaitTimeoutError(
                 f"{what} {task_id} did not finish within {deadline:g} s "
@@ -88,8 +113,9 @@ async def wait_terminal(
                 deadline=deadline,
                 task_id=task_id,
             )
-        await clock.sleep(_bounded(poll_delay(index, policy, api.rng), end, now))
-        index += 1
+        last_running = now
+        await clock.sleep(_bounded(timing.next_delay(bucket, now - born, waits), end, now))
+        waits += 1
 
 
 def _bounded(delay: float, end: float | None, now: float) -> float:

@@ -13,12 +13,14 @@ from akool_async._errors import ValidationError
 from akool_async._models import CharacterSwap, CharacterSwapResult, CharacterSwapTask
 
 from ._base import APIResource, structure_created, structure_polled
-from ._polling import check_deadline, check_id, time_left, wait_terminal
+from ._polling import check_deadline, check_id, size_bucket, time_left, wait_terminal
 
 __all__ = ["CREATE_PATH", "RESULT_PATH", "CharacterSwapResource"]
 
 CREATE_PATH = "/api/open/v4/characterSwap/create"
 RESULT_PATH = "/api/open/v3/content/video/infobymodelid"
+#: The kind the batch's poll scheduler files these jobs under (shared duration estimate).
+KIND = "character_swap"
 
 
 class CharacterSwapResource(APIResource):
@@ -66,7 +68,13 @@ class CharacterSwapResource(APIResource):
         task_id = check_id("task_id", task_id)
         seconds = check_deadline(deadline)
         return await wait_terminal(
-            self._api, self.get, task_id, deadline=seconds, what="character swap"
+            self._api,
+            self.get,
+            task_id,
+            deadline=seconds,
+            what="character swap",
+            timing=self._timing,
+            bucket=(KIND, None),
         )
 
     async def run(
@@ -82,5 +90,7 @@ class CharacterSwapResource(APIResource):
             task.id,
             deadline=time_left(self._api, seconds, start),
             what="character swap",
-            poll_first=False,
+            timing=self._timing,
+            bucket=(KIND, size_bucket(req)),
+            created=start,
         )

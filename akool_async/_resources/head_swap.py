@@ -21,7 +21,7 @@ from akool_async._models import (
 )
 
 from ._base import APIResource, structure_created, structure_polled
-from ._polling import check_deadline, check_id, time_left, wait_terminal
+from ._polling import check_deadline, check_id, size_bucket, time_left, wait_terminal
 
 __all__ = [
     "ANALYSIS_PATH",
@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 ANALYZE_PATH = "/api/open/v4/headswap/analyze"
+#: The kind the batch's poll scheduler files these jobs under (shared duration estimate).
+KIND = "head_swap"
 ANALYSIS_PATH = "/api/open/v4/headswap/analyze/detail"
 CREATE_PATH = "/api/open/v4/headswap/task/create"
 DETAIL_PATH = "/api/open/v4/headswap/task/detail"
@@ -87,7 +89,13 @@ class HeadSwapResource(APIResource):
         analysis_id = check_id("analysis_id", analysis_id)
         seconds = check_deadline(deadline)
         return await wait_terminal(
-            self._api, self.get_analysis, analysis_id, deadline=seconds, what="head-swap analysis"
+            self._api,
+            self.get_analysis,
+            analysis_id,
+            deadline=seconds,
+            what="head-swap analysis",
+            timing=self._timing,
+            bucket=("analysis", None),
         )
 
     # -- tasks ----------------------------------------------------------------------------
@@ -124,7 +132,15 @@ class HeadSwapResource(APIResource):
         """
         task_id = check_id("task_id", task_id)
         seconds = check_deadline(deadline)
-        return await wait_terminal(self._api, self.get, task_id, deadline=seconds, what="head swap")
+        return await wait_terminal(
+            self._api,
+            self.get,
+            task_id,
+            deadline=seconds,
+            what="head swap",
+            timing=self._timing,
+            bucket=(KIND, None),
+        )
 
     async def run(self, req: HeadSwap, *, deadline: float | None = None) -> HeadSwapResult:
         """analyze -> wait_analysis -> check the mappings -> create -> wait.
@@ -143,12 +159,15 @@ class HeadSwapResource(APIResource):
             analysis.id,
             deadline=time_left(self._api, seconds, start),
             what="head-swap analysis",
-            poll_first=False,
+            timing=self._timing,
+            bucket=("analysis", None),
+            created=self._api.clock.monotonic(),
         )
         detected = analysis.obj_ids
         missing = [face.obj_id for face in req.faces if face.obj_id not in detected]
         if missing:
             raise FaceMappingError(missing, detected, req.video_url)
+        created = self._api.clock.monotonic()
         task = await self.create(req)
         return await wait_terminal(
             self._api,
@@ -156,5 +175,7 @@ class HeadSwapResource(APIResource):
             task.id,
             deadline=time_left(self._api, seconds, start),
             what="head swap",
-            poll_first=False,
+            timing=self._timing,
+            bucket=(KIND, size_bucket(req)),
+            created=created,
         )

@@ -69,6 +69,7 @@ class JobStore(Protocol):
            │           │           └──────► failed
            │           ├──► uncertain ──(resubmit_uncertain=True)──► sending
            └───────────┴──► rejected ──► sending
+        failed ──(retry_failed=True, SQLite journal)──► sending
 
     ``pending``: recorded, nothing sent. ``sending``: the create is about to leave.
     ``created``: the task id is known. ``completed``/``failed``: terminal remote status.

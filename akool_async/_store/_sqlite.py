@@ -408,13 +408,26 @@ class Journal:
 
         return await self._write(run)
 
-    async def mark_sending(self, key: str, *, resubmit_uncertain: bool = False) -> JobRecord:
+    async def mark_sending(
+        self, key: str, *, resubmit_uncertain: bool = False, retry_failed: bool = False
+    ) -> JobRecord:
         """``pending``/``rejected`` -> ``sending``; committed before returning.
 
         Call it immediately before sending the create. From ``uncertain`` only with
         ``resubmit_uncertain=True`` (the caller accepts the risk of paying twice).
-        Increments ``attempts`` and clears the stored error.
+        Increments ``attempts`` and clears the stored error. ``retry_failed=True`` moves
+        only a ``failed`` job (its task failed; Akool refunded it) to ``sending``, keeping
+        the failed task's error (and so its id) until the new task is created.
         """
+        if retry_failed:
+            return await self._update(
+                key,
+                frozenset({JobState.FAILED}),
+                lambda rec: attrs.evolve(
+                    rec, state=JobState.SENDING, attempts=rec.attempts + 1, local_path=None
+                ),
+                "retry the failed task of",
+            )
 
         def change(rec: JobRecord) -> JobRecord:
             if rec.state is JobState.UNCERTAIN and not resubmit_uncertain:
@@ -437,9 +450,9 @@ class Journal:
             raise ValueError("task_id must be a non-empty str")
 
         def change(rec: JobRecord) -> JobRecord:
-            return attrs.evolve(
-                rec, task_id=task_id, analysis_id=analysis_id or rec.analysis_id, error_json=None
-            )
+            # error_json is None here unless the job retries a failed task: then it keeps
+            # that task's error (and id) as history.
+            return attrs.evolve(rec, task_id=task_id, analysis_id=analysis_id or rec.analysis_id)
 
         return await self._transition(key, JobState.CREATED, change)
 
