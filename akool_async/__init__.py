@@ -70,6 +70,8 @@ from ._models import (
     VideoInfo,
 )
 
+from ._store import JobRecord, JobState, JobStore, open_store
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [
@@ -105,6 +107,9 @@ __all__ = [
     "InvalidParameterError",
     "Job",
     "JobHandle",
+    "JobRecord",
+    "JobState",
+    "JobStore",
     "JournalBindingError",
     "JournalConflictError",
     "JournalError",
@@ -138,5 +143,6 @@ __all__ = [
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",
+    "open_store",
     "safe_filename",
 ]

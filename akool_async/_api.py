@@ -16,7 +16,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import anyio
@@ -35,6 +35,9 @@ from ._errors import (
 from ._pacing import Pacer, share_cut
 from ._retry import retry_call
 from ._transport import RawResponse, Transport, encode_json
+
+if TYPE_CHECKING:
+    from ._fleet_budget import SharedBudget
 
 __all__ = ["TOKEN_PATH", "Api", "Credentials"]
 
@@ -158,6 +161,8 @@ class Api:
         # at most poll.max_polls_per_second; creates and analyses: limits.max_creates_per_second.
         self._get_pacer = Pacer(poll_policy.max_polls_per_second, clock)
         self._create_pacer = Pacer(limits.max_creates_per_second, clock)
+        # A fleet's batch installs its store's budget here for its lifetime (_fleet_budget).
+        self.shared_budget: SharedBudget | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._transport: Transport | None = None
         self._token_lock = anyio.Lock()
@@ -245,6 +250,8 @@ class Api:
             nonlocal refreshed
             headers = await self._auth_headers()
             await pacer.acquire()
+            if self.shared_budget is not None:
+                await self.shared_budget.acquire()
             if before_send is not None:
                 await before_send()
             try:
@@ -277,6 +284,8 @@ class Api:
                     )
             except RateLimitError as err:
                 self._throttled(err.retry_after)
+                if self.shared_budget is not None:
+                    await self.shared_budget.throttled()
                 raise
             except AkoolError:
                 pacer.succeeded()  # failed, but not throttled: no rate signal

@@ -36,9 +36,9 @@ from ._config import (
 )
 from ._download import DEFAULT_CHUNK_SIZE, MAX_REDIRECTS, Downloader, download_file
 from ._errors import ClientStateError, ConfigurationError, ResponseError
-from ._journal import Journal
 from ._net import is_loopback_host
 from ._resources import CharacterSwapResource, HeadSwapResource
+from ._store import JobStore
 
 if TYPE_CHECKING:
     from .webhooks import WebhookReceiver
@@ -315,7 +315,7 @@ class AkoolClient:
         poll: PollPolicy | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         progress: Callable[[BatchStats], None] | None = None,
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: str | os.PathLike[str] | JobStore | None = None,
         resubmit_uncertain: bool = False,
         webhook_url: str | None = None,
         webhooks: WebhookReceiver | None = None,
@@ -332,7 +332,8 @@ class AkoolClient:
         whose outcome has not been consumed; ``progress`` receives a :class:`BatchStats`
         snapshot on every state change (keep it cheap).
 
-        ``journal`` (a path or an open ``Journal``) records every job in SQLite before its
+        ``journal`` (a SQLite path, a ``postgresql://`` URL shared by a fleet of processes,
+        or an open store; see "Running a fleet" in the README) records every job before its
         create is sent and its task id right after: rerunning the same jobs with the same
         journal re-emits finished jobs without a request, resumes polling of created ones,
         reports creates that were sent but never acknowledged as ``SubmissionUncertainError``
@@ -361,6 +362,7 @@ class AkoolClient:
             webhook_url=webhook_url,
             webhooks=webhooks,
             timing=self._poll_timing if poll is None else None,
+            api=self._api,
             downloader=(
                 None
                 if download_dir is None
