@@ -69,7 +69,6 @@ from ._models import (
     TaskStatus,
     VideoInfo,
 )
-
 from ._store import JobRecord, JobState, JobStore, open_store
 
 __version__ = "0.1.0.dev0"

@@ -282,7 +282,8 @@ class Batch:
             return
         if task_id is not None:
             if self._fleet is not None and self._policy.adaptive:
-                await self._fleet.seed(size_bucket(job.request))
+                kind = "head_swap" if isinstance(job.request, HeadSwap) else "character_swap"
+                await self._fleet.seed((kind, size_bucket(job.request)))
             self._watch(job, task_id, deadline)
 
     async def _task_id_for(self, job: _Job) -> str | None:

@@ -15,9 +15,10 @@ What the member does besides its own jobs, in a task of the batch's group:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -45,9 +46,11 @@ _FINISHED = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.UNCERTAIN, 
 
 
 def bucket_name(bucket: Hashable) -> str:
-    """A bucket as stored: its parts joined by ``:`` (``("1080p", 3)`` -> ``"1080p:3"``)."""
-    parts = bucket if isinstance(bucket, tuple) else (bucket,)
-    return ":".join(str(p) for p in parts)
+    """A bucket as stored: its parts joined by ``:``
+    (``("character_swap", ("1080p", 3))`` -> ``"character_swap:1080p:3"``)."""
+    if isinstance(bucket, tuple):
+        return ":".join(bucket_name(part) for part in bucket)
+    return str(bucket)
 
 
 def _finished(record: JobRecord) -> bool:
@@ -86,6 +89,7 @@ class FleetMember(Generic[_J]):
         self._api = api
         self._foreign: dict[str, _J] = {}
         self._input_done = anyio.Event()
+        self._left = anyio.Event()
         self._seeded: dict[str, anyio.Event] = {}
         self._durations_in, self._durations_out = anyio.create_memory_object_stream[
             tuple[str, float]
@@ -119,11 +123,13 @@ class FleetMember(Generic[_J]):
                 tg.start_soon(self._write_durations)
                 task_status.started()
                 await self._take_over(resume, settled, tg)
-                await anyio.sleep_forever()
         finally:
             if api is not None and api.shared_budget is self.budget:
                 api.shared_budget = None
             self._durations_in.close()
+            with anyio.CancelScope(shield=True):
+                await self._flush_durations()
+            self._durations_out.close()
 
     def input_done(self) -> None:
         """The batch's own input is exhausted: start taking over lapsed jobs."""
@@ -133,25 +139,31 @@ class FleetMember(Generic[_J]):
         """``key`` is owned by another live member: this batch gives no outcome unless its
         owner dies before finishing it."""
         self._foreign[key] = job
+        self._left.set()
 
     async def _take_over(
         self,
         resume: Callable[[_J], Awaitable[None]],
         settled: Callable[[_J], None],
         tg: TaskGroup,
-    ) -> None:
+    ) -> NoReturn:
         await self._input_done.wait()
-        while self._foreign:
+        while True:
+            if not self._foreign:
+                # A create worker may still meet a key another member holds.
+                self._left = anyio.Event()
+                await self._left.wait()
             stored = await self.store.records_for(self._foreign)
             for key, record in stored.items():
                 if _finished(record):
                     settled(self._foreign.pop(key))
             if not self._foreign:
-                return
+                continue
             for record in await self.store.claim(self._foreign):
                 job = self._foreign.pop(record.key)
-                if _finished(record):
-                    # Finished by its owner, who then let it go: not ours to report.
+                if _finished(record) and record.state is not JobState.UNCERTAIN:
+                    # Finished by its owner, who then let it go: not ours to report. (An
+                    # uncertain one was sending when read above: our claim made it so.)
                     await self.store.release([record.key])
                     settled(job)
                 else:
@@ -203,8 +215,14 @@ class FleetMember(Generic[_J]):
         self._durations_in.send_nowait((bucket_name(bucket), seconds))
 
     async def _write_durations(self) -> None:
-        async with self._durations_out:
-            async for name, seconds in self._durations_out:
+        async for name, seconds in self._durations_out:
+            await self.store.record_duration(name, seconds)
+
+    async def _flush_durations(self) -> None:
+        """Write what the batch learnt after the writer was stopped (at the batch's end)."""
+        with contextlib.suppress(anyio.EndOfStream, anyio.WouldBlock, anyio.ClosedResourceError):
+            while True:
+                name, seconds = self._durations_out.receive_nowait()
                 await self.store.record_duration(name, seconds)
 
     @staticmethod
