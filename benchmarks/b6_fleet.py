@@ -84,7 +84,10 @@ def summarise(members: int, r: dict[str, Any], store_done: int) -> dict[str, Any
     counts: dict[str, int] = {}
     for k in keys:
         counts[k] = counts.get(k, 0) + 1
-    creates = diff(r["after"], r["before"], "character_swap.create")
+    # Tasks the simulator made (a create refused with 1005 makes none, and is resent).
+    creates = sum(r["after"]["tasks"].get("character_swap", {}).values()) - sum(
+        r["before"]["tasks"].get("character_swap", {}).values()
+    )
     polls = diff(r["after"], r["before"], "character_swap.result")
     total = r["after"]["total"] - r["before"]["total"]
     throttled = r["after"]["rate_limited"] - r["before"]["rate_limited"]
