@@ -16,7 +16,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import anyio
@@ -36,6 +36,9 @@ from ._pacing import Pacer, share_cut
 from ._retry import retry_call
 from ._tracing import api_call_span, note_create_sent
 from ._transport import RawResponse, Transport, encode_json
+
+if TYPE_CHECKING:
+    from ._fleet_budget import SharedBudget
 
 __all__ = ["TOKEN_PATH", "Api", "Credentials"]
 
@@ -159,6 +162,8 @@ class Api:
         # at most poll.max_polls_per_second; creates and analyses: limits.max_creates_per_second.
         self._get_pacer = Pacer(poll_policy.max_polls_per_second, clock)
         self._create_pacer = Pacer(limits.max_creates_per_second, clock)
+        # A fleet's batch installs its store's budget here for its lifetime (_fleet_budget).
+        self.shared_budget: SharedBudget | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._transport: Transport | None = None
         self._token_lock = anyio.Lock()
@@ -247,6 +252,8 @@ class Api:
             nonlocal refreshed, tries
             headers = await self._auth_headers()
             await pacer.acquire()
+            if self.shared_budget is not None:
+                await self.shared_budget.acquire()
             if before_send is not None:
                 await before_send()
             tries += 1
@@ -284,6 +291,8 @@ class Api:
                     )
             except RateLimitError as err:
                 self._throttled(err.retry_after)
+                if self.shared_budget is not None:
+                    await self.shared_budget.throttled()
                 raise
             except AkoolError:
                 pacer.succeeded()  # failed, but not throttled: no rate signal

@@ -174,7 +174,10 @@ def _add_run(sub: SubParsers) -> None:
         "--time-scale X (default 1)",
     )
     run.add_argument(
-        "--journal", metavar="PATH", help="SQLite journal: never lose an id; re-running resumes"
+        "--journal",
+        metavar="PATH_OR_URL",
+        help="job store: a SQLite file path, or a postgresql:// URL shared by a fleet of "
+        "processes; never lose an id, re-running resumes",
     )
     run.add_argument(
         "--resubmit-uncertain",
