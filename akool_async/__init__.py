@@ -70,6 +70,7 @@ from ._models import (
     TaskStatus,
     VideoInfo,
 )
+from ._store import JobRecord, JobState, JobStore, open_store
 
 __version__ = "0.1.0.dev0"
 
@@ -107,6 +108,9 @@ __all__ = [
     "InvalidParameterError",
     "Job",
     "JobHandle",
+    "JobRecord",
+    "JobState",
+    "JobStore",
     "JournalBindingError",
     "JournalConflictError",
     "JournalError",
@@ -140,5 +144,6 @@ __all__ = [
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",
+    "open_store",
     "safe_filename",
 ]

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import anyio
@@ -34,7 +34,11 @@ from ._errors import (
 )
 from ._pacing import Pacer, share_cut
 from ._retry import retry_call
+from ._tracing import api_call_span, note_create_sent
 from ._transport import RawResponse, Transport, encode_json
+
+if TYPE_CHECKING:
+    from ._fleet_budget import SharedBudget
 
 __all__ = ["TOKEN_PATH", "Api", "Credentials"]
 
@@ -158,6 +162,8 @@ class Api:
         # at most poll.max_polls_per_second; creates and analyses: limits.max_creates_per_second.
         self._get_pacer = Pacer(poll_policy.max_polls_per_second, clock)
         self._create_pacer = Pacer(limits.max_creates_per_second, clock)
+        # A fleet's batch installs its store's budget here for its lifetime (_fleet_budget).
+        self.shared_budget: SharedBudget | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._transport: Transport | None = None
         self._token_lock = anyio.Lock()
@@ -240,13 +246,19 @@ class Api:
         body = None if json is None else _encode_body(json)
         pacer = self._get_pacer if idempotent else self._create_pacer
         refreshed = False
+        tries = 0
 
         async def attempt() -> dict[str, Any]:
-            nonlocal refreshed
+            nonlocal refreshed, tries
             headers = await self._auth_headers()
             await pacer.acquire()
+            if self.shared_budget is not None:
+                await self.shared_budget.acquire()
             if before_send is not None:
                 await before_send()
+            tries += 1
+            if create_request is not None:
+                note_create_sent(self.clock.wall())  # the current batch job's attempts
             try:
                 try:
                     data = await self._send(
@@ -257,6 +269,7 @@ class Api:
                         body=body,
                         headers=headers,
                         task_id=task_id,
+                        attempt=tries,
                     )
                 except AuthenticationError as err:
                     # 1101 proves the request was rejected (nothing created): with a token,
@@ -274,9 +287,12 @@ class Api:
                         body=body,
                         headers=fresh,
                         task_id=task_id,
+                        attempt=tries,
                     )
             except RateLimitError as err:
                 self._throttled(err.retry_after)
+                if self.shared_budget is not None:
+                    await self.shared_budget.throttled()
                 raise
             except AkoolError:
                 pacer.succeeded()  # failed, but not throttled: no rate signal
@@ -313,9 +329,15 @@ class Api:
         body: bytes | None,
         headers: Mapping[str, str],
         task_id: str | None,
+        attempt: int,
     ) -> dict[str, Any]:
-        raw = await transport.request(method, path, params=params, body=body, headers=headers)
-        return self._decode(raw, method, path, task_id)
+        # A span per attempt when tracing: method, path (no query), status, code, task id.
+        with api_call_span(method, path, attempt=attempt, task_id=task_id) as span:
+            raw = await transport.request(method, path, params=params, body=body, headers=headers)
+            span.response(raw.status)
+            data = self._decode(raw, method, path, task_id)
+            span.answered(data)
+            return data
 
     def _decode(
         self, raw: RawResponse, method: str, path: str, task_id: str | None

@@ -35,9 +35,9 @@ from ._config import (
 )
 from ._download import DEFAULT_CHUNK_SIZE, MAX_REDIRECTS, Downloader, download_file
 from ._errors import ClientStateError, ConfigurationError, ResponseError
-from ._journal import Journal
 from ._net import http_url_problem, split_url
 from ._resources import CharacterSwapResource, HeadSwapResource
+from ._store import JobStore
 
 if TYPE_CHECKING:
     from .webhooks import WebhookReceiver
@@ -318,7 +318,7 @@ class AkoolClient:
         poll: PollPolicy | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         progress: Callable[[BatchStats], None] | None = None,
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: str | os.PathLike[str] | JobStore | None = None,
         resubmit_uncertain: bool = False,
         retry_failed: bool = False,
         webhook_url: str | None = None,
@@ -340,9 +340,10 @@ class AkoolClient:
         16 hex digits of its fingerprint, ``"<fp16>#2"``, ``"#3"`` ... for identical
         requests; never its position, so reordering or inserting jobs changes no key.
 
-        ``journal`` (a path or an open ``Journal``, bound to this client's account digest and
-        base URL: another one raises ``JournalBindingError`` before any create) records
-        every job in SQLite: ``sending`` right before the create's bytes go (after its
+        ``journal`` (a SQLite path, a ``postgresql://`` URL shared by a fleet of processes --
+        see "Running a fleet" in the README -- or an open store; bound to this client's
+        account digest and base URL: another one raises ``JournalBindingError`` before any
+        create) records every job: ``sending`` right before the create's bytes go (after its
         pacing slot; a job stopped earlier stays ``pending``, not sent) and the task id right
         after. Rerunning the same jobs with the same journal re-emits finished jobs without a
         request, resumes polling of created ones, reports creates that were sent but never
@@ -380,6 +381,7 @@ class AkoolClient:
             webhook_url=webhook_url,
             webhooks=webhooks,
             timing=self._poll_timing if poll is None else None,
+            api=self._api,
             downloader=(
                 None
                 if download_dir is None

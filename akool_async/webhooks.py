@@ -100,6 +100,7 @@ from . import _webhook_crypto as _crypto
 from . import _webhook_fields as fields
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError, WebhookStage, WebhookVerificationError
+from ._fleet_events import EventStore, record_event
 from ._models import TaskStatus
 from ._webhook_health import DeliveryTally, WebhookStats
 from ._webhook_memory import DeliveryMemory
@@ -364,6 +365,8 @@ class WebhookReceiver:
     the timestamp skew. ``dedupe_size`` (default 10 000) is how many signatures and
     ``(id, status)`` pairs are remembered to recognise repeated deliveries, and how many
     task ids :meth:`recent` keeps. ``clock`` supplies wall time (default: the system clock).
+    ``store`` (a Postgres job store) keeps every verified event there and wakes the replica
+    that owns its job, whichever replica received it (500 if it cannot be stored).
 
     Credentials are checked here, so a misconfigured receiver fails at start-up
     (:class:`~akool_async.ConfigurationError`, or ImportError without ``cryptography``)
@@ -393,6 +396,7 @@ class WebhookReceiver:
         max_age: float | None = DEFAULT_MAX_AGE,
         dedupe_size: int = DEFAULT_DEDUPE_SIZE,
         clock: Clock | None = None,
+        store: EventStore | None = None,
     ) -> None:
         fields.check_max_age(max_age)
         if isinstance(dedupe_size, bool) or not isinstance(dedupe_size, int) or dedupe_size < 1:
@@ -409,6 +413,7 @@ class WebhookReceiver:
         self._listeners: dict[int, Callable[[WebhookEvent], object]] = {}
         self._tokens = itertools.count()
         self._tally = DeliveryTally()
+        self._store = store
 
     # -- counters ---------------------------------------------------------------------
 
@@ -512,6 +517,9 @@ class WebhookReceiver:
             event = self.verify(body)
         except WebhookVerificationError as exc:
             return self._reject(exc)
+        if self._store is not None and not await record_event(self._store, event):
+            self._tally.listener_errors += 1  # not stored: a 500 makes Akool send it again
+            return WebhookResponse(status=500, body=_json_body({"ok": False}), event=event)
         # No await from here on: check-and-remember is atomic on the event loop.
         if self._memory.is_repeat(event):
             self._tally.duplicates += 1

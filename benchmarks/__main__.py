@@ -21,6 +21,7 @@ BENCHMARKS = {
     "b3": "benchmarks.b3_polling",
     "b4": "benchmarks.b4_scale",
     "b5": "benchmarks.b5_rate_limit",
+    "b6": "benchmarks.b6_fleet",
     # B1 by instruction count (needs valgrind, ~90 s): only when asked for by name.
     "b1i": "benchmarks.b1_instructions",
 }

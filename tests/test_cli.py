@@ -19,6 +19,8 @@ from threaded_sim import ThreadedSimulator
 
 import akool_async as akool
 from akool_async._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Estimate, main
+from akool_async._cli._jobs import content_key
+from akool_async._converters import request_from_dict
 from akool_async.testing import AkoolSimulator, Duration
 
 #: Real seconds per simulated second, for the simulator and the CLI's --time-scale alike.
@@ -185,7 +187,10 @@ def test_run_writes_one_json_line_per_outcome_and_exits_1_on_a_failure(
     code = main(["run", str(jobs), "--out", str(out), "--time-scale", str(SCALE)])
     assert code == EXIT_FAILED
     results = read_results(out)
-    assert set(results) == {"first", "2", "bad", "4"}  # default key: the line number
+    # A keyless line's key comes from its content, never its line number.
+    by_line = {r["line"]: key for key, r in results.items()}
+    assert set(results) == {"first", "bad", by_line[2], by_line[4]}
+    assert by_line[2] == content_key(request_from_dict(cs(2)), 1)
     ok = results["first"]
     assert ok["ok"] is True
     assert ok["line"] == 1
@@ -196,7 +201,7 @@ def test_run_writes_one_json_line_per_outcome_and_exits_1_on_a_failure(
     assert ok["error"] is None
     assert ok["task_id"]
     assert (ok["path"], ok["download_error"]) == (None, None)  # no --download-dir
-    head = results["4"]
+    head = results[by_line[4]]
     assert (head["ok"], head["kind"], head["status"]) == (True, "head_swap", "completed")
     bad = results["bad"]
     assert bad["ok"] is False
@@ -219,7 +224,7 @@ def test_run_exits_0_when_every_job_completes_and_prints_results_to_stdout(
     assert main([*argv, "--progress-interval", "0.01"]) == EXIT_OK
     captured = capsys.readouterr()
     records = [json.loads(line) for line in captured.out.splitlines()]
-    assert sorted(r["key"] for r in records) == ["1", "2", "3", "4", "5", "6"]
+    assert sorted(r["line"] for r in records) == [1, 2, 3, 4, 5, 6]
     assert all(r["ok"] for r in records)
     assert "completed" in captured.err
     assert "jobs/s" in captured.err
@@ -287,7 +292,10 @@ def test_download_dir_saves_every_output_and_a_journal_rerun_downloads_nothing_a
     assert main([*argv, "--out", str(second_out)]) == EXIT_OK
     assert "3 file(s) in" in capsys.readouterr().err
     second = read_results(second_out)
-    assert dict(sim.stats.requests) == before  # no create, no poll, no download
+    # No create, no poll, no download: only the balance read before and after the run.
+    after = dict(sim.stats.requests)
+    assert after.pop("credit") == before.pop("credit") + 2
+    assert after == before
     assert {k: (r["ok"], r["path"]) for k, r in second.items()} == {
         k: (r["ok"], r["path"]) for k, r in first.items()
     }
@@ -372,7 +380,10 @@ def test_sigint_stops_a_run_cleanly_with_exit_code_130(tmp_path: Path, no_env: N
                 proc.kill()
                 proc.communicate()  # reap it and close its pipes
     assert proc.returncode == EXIT_INTERRUPTED, err
-    assert rest == ""  # the slow job has no outcome line, and nothing is half-written
+    # The slow job has no outcome, only (with the library's Batch.unfinished) a line that
+    # keeps its paid task id; nothing is half-written.
+    late = [json.loads(line) for line in rest.splitlines()]
+    assert all((r["key"], r["state"]) == ("slow", "interrupted") and r["task_id"] for r in late)
     assert "interrupted" in err
     assert "no outcome yet" in err
 

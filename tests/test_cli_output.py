@@ -107,7 +107,8 @@ def test_credits_say_why_charged_and_estimated_differ_and_head_swaps_have_no_pri
     assert "head swaps: n/a" in charged
     results = read_results(out)
     assert results["team"]["credits"] == "n/a"
-    assert isinstance(results["1"]["credits"], int)
+    by_line = {r["line"]: r for r in results.values()}
+    assert isinstance(by_line[1]["credits"], int)
     assert main(["status", results["team"]["task_id"], "--json"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)["credits"] == "n/a"
 

@@ -137,3 +137,10 @@ def test_moved_exceptions_stay_importable_from_their_old_modules() -> None:
     for name in ("JournalError", "JournalFormatError", "JournalConflictError", "JournalStateError"):
         assert getattr(_journal, name) is getattr(akool_async, name)
     assert akool_async.webhooks.WebhookVerificationError is akool_async.WebhookVerificationError
+
+
+def test_job_store_names_are_exported() -> None:
+    """The job store's read API (any replica reads any job by key) is public."""
+    assert {"open_store", "JobStore", "JobRecord", "JobState"} <= set(akool_async.__all__)
+    assert akool_async.JobState("completed") is akool_async.JobState.COMPLETED
+    assert callable(akool_async.open_store)

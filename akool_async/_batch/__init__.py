@@ -22,7 +22,6 @@ journal, a later run resumes them).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ import attrs
 from anyio.abc import TaskGroup
 
 from akool_async._config import PollPolicy
+from akool_async._converters import request_kind
 from akool_async._download import Downloader
 from akool_async._errors import (
     AkoolError,
@@ -46,10 +46,11 @@ from akool_async._errors import (
 )
 from akool_async._journal import Journal
 from akool_async._models import CharacterSwap, HeadSwap, Job
-from akool_async._store import open_store
+from akool_async._store import JobLeasedError, StoreSpec, open_store
 
 from ._complete import Completion, outcome_for
 from ._estimate import AdaptiveTiming, size_bucket
+from ._fleet import FleetMember
 from ._intake import Intake, JobSource, Todo
 from ._outcomes import BatchStats, JobHandle, Outcome, OutcomeStream, Request
 from ._preflight import BalanceCheck, check_balance
@@ -59,6 +60,7 @@ from ._scheduler import PollScheduler
 from ._submit import SharedAnalyses, Submitter, check_faces
 
 if TYPE_CHECKING:
+    from akool_async._api import Api
     from akool_async._client import AkoolClient
     from akool_async.webhooks import WebhookEvent, WebhookReceiver
 
@@ -102,13 +104,14 @@ class Batch:
         poll: PollPolicy | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         progress: Callable[[BatchStats], None] | None = None,
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: StoreSpec | None = None,
         resubmit_uncertain: bool = False,
         retry_failed: bool = False,
         webhook_url: str | None = None,
         webhooks: WebhookReceiver | None = None,
         downloader: Downloader | None = None,
         timing: AdaptiveTiming | None = None,
+        api: Api | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValidationError(
@@ -141,7 +144,7 @@ class Batch:
         self._webhooks = webhooks
         self._downloader = downloader
         self._intake = Intake(jobs, max_in_flight)
-        self._stream = OutcomeStream(self._intake.release_slot)
+        self._stream = OutcomeStream(self._intake.release_slot, self._clock)
         # Pacing (every request, AIMD on 429/1005) is the client's: one budget per API key.
         self._scheduler = PollScheduler(self._policy, self._clock, timing=timing)
         self._state: Literal["new", "open", "closed"] = "new"
@@ -149,9 +152,12 @@ class Batch:
         self._outstanding = 0
         self._counts: Counter[str] = Counter()
         self._credits = 0.0
+        self._replayed = 0
         self._keys: set[str] = set()
         self._tg: TaskGroup | None = None
         self._owns_journal = False
+        self._api = api  # a fleet shares its request budget through it
+        self._fleet: FleetMember[_Job] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -199,6 +205,9 @@ class Batch:
         await tg.__aenter__()
         self._tg = tg
         tg.start_soon(self._scheduler.run)
+        if FleetMember.wants(self._journal):
+            self._fleet = FleetMember(self._journal, self._scheduler, self._clock, self._api)  # type: ignore[arg-type]
+            await tg.start(self._fleet.run, self._run_job, self._settled_elsewhere)
         for _ in range(self._concurrency):
             tg.start_soon(self._create_worker)
         return self
@@ -244,6 +253,8 @@ class Batch:
         """No more submissions: iteration ends once every submitted job has its outcome."""
         self._intake_open = False
         self._intake.close()
+        if self._fleet is not None:
+            self._fleet.input_done()
         self._maybe_finish()
 
     # -- intake ---------------------------------------------------------------------------
@@ -276,6 +287,8 @@ class Batch:
             if todo is None:
                 if self._intake.from_iterable and self._intake_open:
                     self._intake_open = False
+                    if self._fleet is not None:
+                        self._fleet.input_done()
                     self._maybe_finish()
                 return
             if todo.request is None:
@@ -307,7 +320,14 @@ class Batch:
                 # by Akool, jobs an earlier run finished or created are still replayed or
                 # polled; only their creates are refused, in _task_id_for.)
                 raise stop
-            task_id = await self._task_id_for(job)
+            with job.handle.activity.current(request_kind(job.request)):
+                task_id = await self._task_id_for(job)
+        except JobLeasedError:
+            # Another live member of the fleet owns this key: its outcome is theirs.
+            assert self._fleet is not None
+            self._keys.discard(job.key)
+            self._fleet.leave(job.key, job)
+            return
         except AkoolError as err:
             if stops_intake(err):
                 self._stop.stop(err)
@@ -317,6 +337,9 @@ class Batch:
             self._emit(job, Outcome(key=job.key, job=job.request, error=err, task_id=paid))
             return
         if task_id is not None:
+            if self._fleet is not None and self._policy.adaptive:
+                kind = "head_swap" if isinstance(job.request, HeadSwap) else "character_swap"
+                await self._fleet.seed((kind, size_bucket(job.request)))
             self._watch(job, task_id, deadline)
 
     async def _task_id_for(self, job: _Job) -> str | None:
@@ -336,6 +359,8 @@ class Batch:
                 retry_failed=self._retry_failed,
                 task_failed=isinstance(record.error, TaskFailedError),
             )
+            if action in (ResumeAction.REPLAY, ResumeAction.RESUME_POLLING):
+                job.handle.activity.from_journal(record, replayed=action is ResumeAction.REPLAY)
             if action is ResumeAction.REPLAY:
                 self._emit(job, await self._completion.replay(job.key, job.request, record))
                 return None
@@ -386,11 +411,14 @@ class Batch:
             task_id,
             kind="head_swap" if is_head else "character_swap",
             bucket=size_bucket(job.request) if self._policy.adaptive else None,
-            poll=resource.get,
+            poll=job.handle.activity.bind(resource.get),
             on_done=on_done,
             deadline=deadline,
-            webhook=self._webhooks is not None,
+            webhook=self._webhooks is not None
+            or (self._fleet is not None and self._webhook_url is not None),
         )
+        if self._fleet is not None and self._webhook_url is not None:
+            self._fleet.watching(task_id)
         if self._webhooks is not None:
             # The webhook may have beaten the create's answer: look at what already arrived.
             early = self._webhooks.recent(task_id)
@@ -438,13 +466,22 @@ class Batch:
 
     # -- outcomes -------------------------------------------------------------------------
 
+    def _settled_elsewhere(self, job: _Job) -> None:
+        """Another member of the fleet gave ``job`` its outcome: it leaves this batch."""
+        self._outstanding -= 1
+        if job.state is not None:
+            self._counts[job.state] -= 1
+        self._intake.release_slot()
+        self._maybe_finish()
+
     def _emit(self, job: _Job, outcome: Outcome) -> None:
         """Deliver the job's one outcome."""
         self._outstanding -= 1
         self._running.pop(job.key, None)
+        self._replayed += job.handle.activity.replayed
         if outcome.error is None:
             credits = getattr(outcome.result, "credits", None)
-            if isinstance(credits, (int, float)):
+            if isinstance(credits, (int, float)) and not job.handle.activity.replayed:
                 self._credits += credits
             self._move(job, "completed")
         elif isinstance(outcome.error, SubmissionUncertainError):
@@ -483,5 +520,12 @@ class Batch:
 
     @property
     def stats(self) -> BatchStats:
-        """Counts per state and credits charged so far."""
-        return BatchStats(**{s: self._counts[s] for s in _STATES}, credits=self._credits)
+        """Counts per state, credits charged in this run, replayed outcomes, webhooks."""
+        hooks = None if self._webhooks is None else self._webhooks.stats
+        return BatchStats(
+            **{s: self._counts[s] for s in _STATES},
+            credits=self._credits,
+            replayed=self._replayed,
+            webhooks_accepted=0 if hooks is None else hooks.accepted,
+            webhooks_rejected=0 if hooks is None else hooks.rejected,
+        )

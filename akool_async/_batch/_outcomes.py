@@ -7,15 +7,18 @@ first; taking it frees the job's in-flight slot, so a slow consumer slows intake
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import attrs
 
+from akool_async._clock import SYSTEM_CLOCK, Clock
 from akool_async._download import DownloadError
 from akool_async._errors import AkoolError
 from akool_async._models import CharacterSwap, CharacterSwapResult, HeadSwap, HeadSwapResult
+from akool_async._tracing import JobActivity
 
 __all__ = ["BatchStats", "JobHandle", "Outcome", "OutcomeStream"]
 
@@ -32,6 +35,12 @@ class Outcome:
 
     With ``download_dir``, ``path`` is where the output was saved, or ``download_error``
     says why it was not (the job itself still succeeded: ``result`` is set).
+
+    Set by the batch (client clock, aware UTC): ``submitted_at``, when the job's latest
+    create was sent (None if none was); ``finished_at``, when this outcome was produced;
+    ``attempts``, creates sent (re-sends after throttling included); ``replayed``, True
+    when the outcome was taken from the journal and nothing was sent for it in this run
+    (its times and attempts are then the earlier run's, as the journal recorded them).
     """
 
     key: str
@@ -41,6 +50,10 @@ class Outcome:
     task_id: str | None = None
     path: Path | None = None
     download_error: DownloadError | None = None
+    submitted_at: datetime.datetime | None = None
+    finished_at: datetime.datetime | None = None
+    attempts: int = 0
+    replayed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -50,7 +63,12 @@ class Outcome:
 
 @attrs.frozen
 class BatchStats:
-    """A snapshot of a batch's progress. ``credits`` sums character-swap credits charged."""
+    """A snapshot of a batch's progress. ``credits`` sums character-swap credits charged.
+
+    ``replayed`` counts the outcomes (among ``done``) taken from the journal, nothing sent;
+    ``webhooks_accepted`` / ``webhooks_rejected`` are the batch's webhook receiver's
+    delivery counts (0 without a receiver).
+    """
 
     pending: int = 0
     submitting: int = 0
@@ -59,6 +77,9 @@ class BatchStats:
     failed: int = 0
     uncertain: int = 0
     credits: float = 0.0
+    replayed: int = 0
+    webhooks_accepted: int = 0
+    webhooks_rejected: int = 0
 
     @property
     def done(self) -> int:
@@ -67,10 +88,14 @@ class BatchStats:
 
 
 class JobHandle:
-    """Returned by :meth:`Batch.submit`; ``await handle.outcome()`` waits for that job."""
+    """Returned by :meth:`Batch.submit`; ``await handle.outcome()`` waits for that job.
+
+    ``activity`` records what the job did in this run (creates, times, trace span).
+    """
 
     def __init__(self, key: str, take: Callable[[JobHandle], Outcome]) -> None:
         self.key = key
+        self.activity = JobActivity(key)
         self.settled: Outcome | None = None
         self.consumed = False
         self._take = take
@@ -101,8 +126,9 @@ class OutcomeStream:
     handles never accumulates anything here.
     """
 
-    def __init__(self, release_slot: Callable[[], None]) -> None:
+    def __init__(self, release_slot: Callable[[], None], clock: Clock = SYSTEM_CLOCK) -> None:
         self._release_slot = release_slot
+        self._clock = clock
         self._ready: dict[JobHandle, None] = {}  # insertion-ordered: completion order
         self._arrived = anyio.Event()
         self._closed = False
@@ -112,8 +138,9 @@ class OutcomeStream:
         return JobHandle(key, self.take)
 
     def deliver(self, handle: JobHandle, outcome: Outcome) -> None:
-        """Settle ``handle`` and queue its outcome for the consumer."""
-        handle.settle(outcome)
+        """Settle ``handle`` with ``outcome``, stamped with its job's times and attempts,
+        and queue it for the consumer."""
+        handle.settle(handle.activity.stamp(outcome, self._clock.wall()))
         self._ready[handle] = None
         self._arrived.set()
 

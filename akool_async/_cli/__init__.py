@@ -4,7 +4,8 @@ Subcommands::
 
     akool-async run JOBS.jsonl [--out results.jsonl] [--concurrency N] [--deadline S]
                                [--max-credits N] [--dry-run] [--time-scale X]
-                               [--journal run.db] [--resubmit-uncertain]
+                               [--allow-unpriced] [--no-balance-check]
+                               [--journal run.db] [--resubmit-uncertain] [--retry-failed]
                                [--download-dir DIR]
                                [--webhook-url URL --webhook-listen HOST:PORT]
     akool-async status ID [--kind character_swap|head_swap] [--json]
@@ -22,15 +23,18 @@ stderr; an unexpected one says "internal error" (its traceback only with debug l
 
 Input of ``run``: one JSON object per line with a ``kind`` (``character_swap`` or
 ``head_swap``), the request fields with their Python names (see ``request_from_dict``) and an
-optional ``key`` (default: the line number). Blank lines and lines starting with ``#`` are
-skipped. Every line is validated before anything is sent; every bad line is reported.
+optional ``key`` (default: derived from the request's content, never the line number).
+Blank lines and lines starting with ``#`` are skipped. Every line is validated before
+anything is sent; every bad line is reported.
 
 Output of ``run``: one JSON object per outcome, written and flushed as each job finishes:
 ``key, line, kind, ok, task_id, status, output_url, credits, failure_reason, error, path,
-download_error`` (``credits`` is ``"n/a"`` for head swaps, which have no public price;
-``error`` is ``{type, message, code, http_status}`` or null; ``path`` is the saved file with
-``--download-dir``, else null; ``download_error`` is ``{type, message}`` when the job
-completed but its file could not be saved). Never a secret.
+download_error, state`` (``state``: completed, failed, uncertain, not_sent, or interrupted
+for a created job still running at Ctrl-C; ``credits`` is ``"n/a"`` for head swaps, which
+have no public price; ``error`` is ``{type, message, code, http_status}`` or null;
+``path`` is the saved file with ``--download-dir``, else null; ``download_error`` is
+``{type, message}`` when the job completed but its file could not be saved). Never a
+secret.
 
 ``rich`` (the ``cli`` extra) draws the live progress and the summary table on a terminal;
 without it, or when the stream is not a terminal, progress is printed as plain periodic

@@ -19,8 +19,10 @@ from ._run import DEFAULT_PROGRESS_INTERVAL, RunOptions
 __all__ = ["build_parser", "run_options"]
 
 
-class _Subparsers(Protocol):  # what add_subparsers() returns (its class is argparse-private)
-    def add_parser(self, *args: Any, **kwargs: Any) -> argparse.ArgumentParser: ...
+class SubParsers(Protocol):
+    """What this module uses of ``ArgumentParser.add_subparsers()``'s return value."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
 def _positive_int(text: str) -> int:
@@ -117,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run(sub: _Subparsers) -> None:
+def _add_run(sub: SubParsers) -> None:
     run = sub.add_parser(
         "run",
         help="run the jobs of a JSONL file",
@@ -143,7 +145,20 @@ def _add_run(sub: _Subparsers) -> None:
         "--max-credits",
         type=_non_negative_float,
         metavar="N",
-        help="refuse to start when the credit estimate exceeds N",
+        help="refuse to start when the credit estimate exceeds N, or when some jobs "
+        "cannot be estimated (head swaps, character swaps without a duration) unless "
+        "--allow-unpriced",
+    )
+    run.add_argument(
+        "--allow-unpriced",
+        action="store_true",
+        help="with --max-credits: start even though some jobs have no estimate",
+    )
+    run.add_argument(
+        "--no-balance-check",
+        action="store_true",
+        help="skip reading the balance before the first create (by default a run whose "
+        "estimate exceeds the balance is refused)",
     )
     run.add_argument(
         "--dry-run",
@@ -159,12 +174,21 @@ def _add_run(sub: _Subparsers) -> None:
         "--time-scale X (default 1)",
     )
     run.add_argument(
-        "--journal", metavar="PATH", help="SQLite journal: never lose an id; re-running resumes"
+        "--journal",
+        metavar="PATH_OR_URL",
+        help="job store: a SQLite file path, or a postgresql:// URL shared by a fleet of "
+        "processes; never lose an id, re-running resumes",
     )
     run.add_argument(
         "--resubmit-uncertain",
         action="store_true",
         help="with --journal: resubmit jobs whose create answer was lost (may pay twice)",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --journal: create again the jobs whose task FAILED in an earlier run "
+        "(Akool refunds those); never uncertain ones",
     )
     run.add_argument(
         "--download-dir",
@@ -186,7 +210,7 @@ def _add_run(sub: _Subparsers) -> None:
     _log_flag(run, default=argparse.SUPPRESS)
 
 
-def _add_status(sub: _Subparsers) -> None:
+def _add_status(sub: SubParsers) -> None:
     status = sub.add_parser("status", help="show one task's status")
     status.add_argument("id", metavar="ID", help="task id returned by a create")
     status.add_argument(
@@ -198,7 +222,7 @@ def _add_status(sub: _Subparsers) -> None:
     _log_flag(status, default=argparse.SUPPRESS)
 
 
-def _add_simulate(sub: _Subparsers) -> None:
+def _add_simulate(sub: SubParsers) -> None:
     simulate = sub.add_parser(
         "simulate",
         help="serve the offline Akool simulator",
@@ -239,7 +263,7 @@ def _add_simulate(sub: _Subparsers) -> None:
     _log_flag(simulate, default=argparse.SUPPRESS)
 
 
-def _add_demo(sub: _Subparsers) -> None:
+def _add_demo(sub: SubParsers) -> None:
     demo = sub.add_parser(
         "demo",
         help="run a few hundred jobs against the embedded simulator (offline, < 1 minute)",
@@ -299,6 +323,9 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         time_scale=args.time_scale,
         journal=args.journal,
         resubmit_uncertain=args.resubmit_uncertain,
+        retry_failed=args.retry_failed,
+        allow_unpriced=args.allow_unpriced,
+        balance_check=not args.no_balance_check,
         download_dir=args.download_dir,
         webhook_url=args.webhook_url,
         webhook_listen=args.webhook_listen,

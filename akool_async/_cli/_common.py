@@ -6,11 +6,14 @@ import math
 from collections.abc import Sequence
 from typing import IO, Final
 
+from akool_async import BatchAbortedError
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "BatchAbortedError",
     "CommandError",
     "Ui",
     "UsageError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -14,15 +15,36 @@ from akool_async._converters import (
     CHARACTER_SWAP_KIND,
     HEAD_SWAP_KIND,
     estimate_credits,
+    request_fingerprint,
     request_from_dict,
 )
 
 if TYPE_CHECKING:
     from akool_async._models import Request
 
-__all__ = ["Estimate", "LineError", "ParsedJob", "estimate", "parse_jobs"]
+__all__ = [
+    "CONTENT_KEY_LENGTH",
+    "Estimate",
+    "LineError",
+    "ParsedJob",
+    "content_key",
+    "estimate",
+    "parse_jobs",
+]
 
 KINDS = (CHARACTER_SWAP_KIND, HEAD_SWAP_KIND)
+#: Hex digits of the request fingerprint in a content-derived key (as the batch's default).
+CONTENT_KEY_LENGTH = 16
+
+
+def content_key(request: CharacterSwap | HeadSwap, occurrence: int) -> str:
+    """The default key of a keyless job: its content, never its position in the file.
+
+    ``request_fingerprint(request)[:16]``, plus ``#2``, ``#3``... for the second and later
+    identical requests, so comments, blank lines, inserted or reordered lines keep keys.
+    """
+    key = request_fingerprint(request)[:CONTENT_KEY_LENGTH]
+    return key if occurrence == 1 else f"{key}#{occurrence}"
 
 
 @attrs.frozen
@@ -50,21 +72,34 @@ def parse_jobs(data: bytes) -> tuple[list[ParsedJob], list[LineError]]:
     """Every valid job and EVERY problem of a JSONL file (not only the first).
 
     Blank lines and lines starting with ``#`` are skipped. ``key`` is optional (default:
-    the line number) and must be unique; the rest of the object goes to
-    ``request_from_dict``, whose every ``(field, rule)`` becomes one :class:`LineError`.
-    No line, however hostile (huge numbers, deep nesting), raises: it becomes an error.
+    :func:`content_key`, derived from the request, never the line number) and must be
+    unique; the rest of the object goes to ``request_from_dict``, whose every
+    ``(field, rule)`` becomes one :class:`LineError`. No line, however hostile (huge
+    numbers, deep nesting, lone surrogates), raises: it becomes an error.
     """
     jobs: list[ParsedJob] = []
     errors: list[LineError] = []
     keys: dict[str, int] = {}
+    seen: Counter[str] = Counter()
     for number, raw in enumerate(data.splitlines(), start=1):
         obj = _decode_line(number, raw, errors)
         if obj is None:
             continue
-        key = _take_key(number, obj, keys, errors)
+        given = _given_key(number, obj, errors)
         request = _build_request(number, obj, errors)
-        if request is not None and key is not None:
-            jobs.append(ParsedJob(number, key, request))
+        if request is None or given == "":
+            continue
+        if given is None:
+            fingerprint = request_fingerprint(request)
+            seen[fingerprint] += 1
+            key = content_key(request, seen[fingerprint])
+        else:
+            key = given
+        if key in keys:
+            errors.append(LineError(number, "key", f"{key!r} is already used by line {keys[key]}"))
+            continue
+        keys[key] = number
+        jobs.append(ParsedJob(number, key, request))
     return jobs, errors
 
 
@@ -97,21 +132,28 @@ def _decode_line(number: int, raw: bytes, errors: list[LineError]) -> dict[str, 
     return obj
 
 
-def _take_key(
-    number: int, obj: dict[str, object], keys: dict[str, int], errors: list[LineError]
-) -> str | None:
-    """Pop the line's ``key`` (default: the line number); None if it is invalid or taken."""
+def _given_key(number: int, obj: dict[str, object], errors: list[LineError]) -> str | None:
+    """Pop the line's ``key``: the key, None when absent, ``""`` when it is invalid."""
     key = obj.pop("key", None)
     if key is None:
-        key = str(number)
-    elif not isinstance(key, str) or not key.strip():
+        return None
+    if not isinstance(key, str) or not key.strip():
         errors.append(LineError(number, "key", "must be a non-empty string"))
-        return None
-    if key in keys:
-        errors.append(LineError(number, "key", f"{key!r} is already used by line {keys[key]}"))
-        return None
-    keys[key] = number
+        return ""
+    problem = unencodable(key)
+    if problem:
+        errors.append(LineError(number, "key", problem))
+        return ""
     return key
+
+
+def unencodable(text: str) -> str:
+    """Why ``text`` cannot be written as UTF-8 (a lone surrogate), or an empty string."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"must be valid Unicode text (lone surrogate at index {exc.start})"
+    return ""
 
 
 def _build_request(

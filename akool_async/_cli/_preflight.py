@@ -7,7 +7,9 @@ journal, the webhook settings and port) is opened or validated up front.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import stat
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ import anyio
 
 from akool_async import Batch, ConfigurationError, JournalError
 from akool_async._client import ENV_API_KEY, ENV_CLIENT_ID, ENV_CLIENT_SECRET
+from akool_async._store import Journal
 
 from ._common import UsageError
 from ._env import env_value
@@ -28,7 +31,9 @@ if TYPE_CHECKING:
 __all__ = [
     "check_download_dir",
     "check_journal_path",
+    "check_output",
     "enter_batch",
+    "journal_states",
     "open_output",
     "serve_webhooks",
     "split_listen",
@@ -46,12 +51,60 @@ def open_output(path: str | None) -> Iterator[IO[str]]:
         stream = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise UsageError(f"akool-async: --out {path}: cannot write ({_reason(exc)})") from None
-    with stream:
+    try:
         yield stream
+    finally:
+        # A write that failed was already reported (and its ids kept) by ResultsWriter;
+        # closing would only flush the same unwritable bytes again.
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
+#: Bytes written to a probe file: enough to need a block of its own on a full disk.
+PROBE_BYTES = 4096
+
+
+def probe_directory(directory: Path, flag: str) -> None:
+    """Create, write, flush to disk and remove a probe file in ``directory`` (UsageError)."""
+    probe = directory / f".akool-async-probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as stream:
+            stream.write(b"\0" * PROBE_BYTES)
+            stream.flush()
+            os.fsync(stream.fileno())
+    except OSError as exc:
+        raise UsageError(
+            f"akool-async: {flag}: cannot write in {directory} ({_reason(exc)})"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def check_output(path: str | None) -> None:
+    """Refuse a results path that cannot be written (its directory is probed, not the file).
+
+    Nothing is truncated here: the results file is opened only once every check passed. A
+    FIFO or a device (``/dev/stdout``) is taken as it is.
+    """
+    if path is None or path == "-":
+        return
+    target = Path(path)
+    with contextlib.suppress(OSError):
+        mode = target.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise UsageError(f"akool-async: --out {path}: cannot write (is a directory)")
+        if not stat.S_ISREG(mode):
+            return
+    parent = target.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"akool-async: --out {path}: cannot write ({parent} {what})")
+    probe_directory(parent, f"--out {path}")
 
 
 def check_download_dir(path: str | None) -> None:
-    """Create ``--download-dir`` now, so a bad one is refused before anything is paid for."""
+    """Create ``--download-dir`` now and probe it, so a bad one is refused before paying."""
     if path is None:
         return
     directory = Path(path)
@@ -61,10 +114,12 @@ def check_download_dir(path: str | None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"akool-async: --download-dir {path}: {_reason(exc)}") from None
+    probe_directory(directory, f"--download-dir {path}")
 
 
 def check_journal_path(journal: str | None) -> None:
-    """Refuse a ``--journal`` path that cannot be a file (the store reports the rest)."""
+    """Refuse a ``--journal`` path that cannot be a file or whose directory cannot be
+    written (:func:`journal_states` then opens it)."""
     if journal is None or "://" in journal:
         return
     path = Path(journal)
@@ -74,6 +129,28 @@ def check_journal_path(journal: str | None) -> None:
     if not parent.is_dir():
         what = f"{parent} is not a directory" if parent.exists() else f"{parent} does not exist"
         raise UsageError(f"akool-async: --journal {journal}: {what}")
+    # SQLite writes its -wal and -shm files beside the journal: the directory must take them.
+    probe_directory(parent, f"--journal {journal}")
+
+
+async def journal_states(journal: str | None) -> dict[str, str]:
+    """Open the journal once before the run: held by another process, not a journal or
+    not writable is a UsageError (one line). Returns each stored key's state.
+
+    The batch opens it again right after; a process that takes it in between is refused
+    to the batch the same way, still before anything is sent.
+    """
+    if journal is None or "://" in journal:
+        return {}
+    try:
+        async with Journal(journal) as store:
+            return {record.key: str(record.state) for record in await store.records()}
+    except (JournalError, ConfigurationError) as exc:
+        raise UsageError(f"akool-async: {exc.message}") from None
+    except (OSError, sqlite3.Error) as exc:
+        raise UsageError(
+            f"akool-async: --journal {journal}: cannot be opened ({_reason(exc)})"
+        ) from None
 
 
 async def enter_batch(stack: contextlib.AsyncExitStack, batch: Batch) -> None:

@@ -1,10 +1,13 @@
-"""Live progress of a run: a rich display on a terminal, plain periodic lines otherwise."""
+"""Live progress of a run: a rich display on a terminal, plain periodic lines otherwise.
+
+The rate and the time left count this run's outcomes only: outcomes replayed from the
+journal arrive at once and say nothing about how fast the rest will go.
+"""
 
 from __future__ import annotations
 
-import math
 import time
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import attrs
@@ -13,7 +16,20 @@ from akool_async import Batch, BatchStats
 
 from ._common import Ui, format_duration
 
-__all__ = ["Progress", "Snapshot"]
+__all__ = ["NO_ESTIMATE", "Progress", "Snapshot", "format_eta"]
+
+#: Shown for a time left that cannot be estimated yet (no outcome of this run so far).
+NO_ESTIMATE: Final = "\u2014"
+
+
+def format_eta(remaining: int, rate: float) -> str:
+    """Time for ``remaining`` outcomes at ``rate`` per second; an em dash while no rate is
+    known, and never ``0.0s`` while jobs remain."""
+    if remaining <= 0:
+        return format_duration(0.0)
+    if rate <= 0:
+        return NO_ESTIMATE
+    return format_duration(max(remaining / rate, 0.1))
 
 
 @attrs.frozen
@@ -32,16 +48,15 @@ class Snapshot:
 
     @property
     def rate(self) -> float:
-        """Outcomes per second so far."""
-        return self.stats.done / self.elapsed if self.elapsed > 0 else 0.0
+        """This run's outcomes per second so far (replayed ones excluded)."""
+        done = self.stats.done - self.stats.replayed
+        return done / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
-    def eta(self) -> float:
-        """Seconds until every job has an outcome at the current rate (inf if unknown)."""
-        remaining = self.total - self.stats.done
-        if remaining <= 0:
-            return 0.0
-        return remaining / self.rate if self.rate > 0 else math.inf
+    def eta(self) -> str:
+        """Time until every job has an outcome at this run's rate (``NO_ESTIMATE`` while
+        no rate is known)."""
+        return format_eta(self.total - self.stats.done, self.rate)
 
     def line(self) -> str:
         """The plain progress line."""
@@ -50,7 +65,7 @@ class Snapshot:
             f"[{format_duration(self.elapsed):>6}] {s.done}/{self.total} done: "
             f"{s.completed} completed, {s.failed} failed, {s.uncertain} uncertain | "
             f"{s.running} running, {s.submitting} submitting, {self.waiting} waiting | "
-            f"{s.credits:,.0f} credits | {self.rate:.1f} jobs/s | ETA {format_duration(self.eta)}"
+            f"{s.credits:,.0f} credits | {self.rate:.1f} jobs/s | ETA {self.eta}"
         )
 
 
@@ -113,7 +128,7 @@ class Progress:
             f"[cyan]running {s.running}[/]",
             f"submitting {s.submitting}",
             f"waiting {snap.waiting}",
-            f"{snap.rate:.1f} jobs/s  ETA {format_duration(snap.eta)}",
+            f"{snap.rate:.1f} jobs/s  ETA {snap.eta}",
         )
         header = Table.grid(padding=(0, 2))
         header.add_row(

@@ -8,10 +8,8 @@ user passed as ``journal=`` (a path, or a store already open) into a store.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
-
-from akool_async._errors import ConfigurationError
 
 from ._errors import (
     JournalBindingError,
@@ -22,6 +20,7 @@ from ._errors import (
     JournalLockedError,
     JournalStateError,
 )
+from ._postgres import JobLeasedError, PostgresStore
 from ._records import (
     JobKind,
     JobRecord,
@@ -37,6 +36,7 @@ __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "SCHEMA_VERSION",
     "JobKind",
+    "JobLeasedError",
     "JobRecord",
     "JobState",
     "JobStore",
@@ -48,10 +48,13 @@ __all__ = [
     "JournalHolder",
     "JournalLockedError",
     "JournalStateError",
+    "OpenStore",
+    "PostgresStore",
     "StoreSpec",
     "canonical_json",
     "error_from_json",
     "error_to_json",
+    "is_store_url",
     "open_store",
 ]
 
@@ -178,21 +181,54 @@ class JobStore(Protocol):
 StoreSpec = str | os.PathLike[str] | JobStore
 
 
-async def open_store(
-    spec: StoreSpec, *, account: str | None = None, base_url: str | None = None
-) -> JobStore:
-    """The store for ``spec``, opened (a path) or bound as it is (an open store).
+def is_store_url(spec: object) -> bool:
+    """Whether ``spec`` names a PostgreSQL store (a ``postgresql://``/``postgres://`` URL)."""
+    return isinstance(spec, str) and spec.startswith(_POSTGRES_SCHEMES)
 
-    A path opens a SQLite :class:`Journal` that the caller must close; a store object is
-    returned as given (``result is spec``) after :meth:`JobStore.bind`, and stays the
-    caller's to close. A ``postgresql://`` URL raises :class:`ConfigurationError` for now.
+
+class OpenStore:
+    """What :func:`open_store` returns: ``await`` it for the store, or ``async with`` it to
+    have a store it opened closed at the end (a store object passed in is never closed)."""
+
+    def __init__(self, spec: StoreSpec, account: str | None, base_url: str | None) -> None:
+        self._spec = spec
+        self._account = account
+        self._base_url = base_url
+        self._store: JobStore | None = None
+
+    def __await__(self) -> Generator[Any, None, JobStore]:
+        return _open(self._spec, self._account, self._base_url).__await__()
+
+    async def __aenter__(self) -> JobStore:
+        self._store = await _open(self._spec, self._account, self._base_url)
+        return self._store
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        store, self._store = self._store, None
+        if store is not None and store is not self._spec:
+            await store.aclose()
+
+
+def open_store(
+    spec: StoreSpec, *, account: str | None = None, base_url: str | None = None
+) -> OpenStore:
+    """The job store for ``spec``: ``store = await open_store(...)`` or
+    ``async with open_store(...) as store``.
+
+    A path opens a SQLite :class:`Journal`, a ``postgresql://`` URL a
+    :class:`PostgresStore` (asyncpg is imported only then: :class:`ConfigurationError`
+    naming ``pip install 'akool-async[postgres]'`` when missing). A store object is used as
+    given (``result is spec``) after :meth:`JobStore.bind`, and stays the caller's to close.
+    ``account`` (a credential digest) and ``base_url`` bind a store on its first open.
+    Any process may read any job: ``(await store.get(key)).state``, ``.result``, ``.error``.
     """
-    if isinstance(spec, str) and spec.startswith(_POSTGRES_SCHEMES):
-        # The URL may hold a password: it is not repeated in the message.
-        raise ConfigurationError(
-            "a postgresql:// job store is not available yet in this version of akool-async; "
-            "use a SQLite journal path"
-        )
+    return OpenStore(spec, account, base_url)
+
+
+async def _open(spec: StoreSpec, account: str | None, base_url: str | None) -> JobStore:
+    if is_store_url(spec):
+        assert isinstance(spec, str)
+        return await PostgresStore.open(spec, account=account, base_url=base_url)
     if isinstance(spec, (str, os.PathLike)):
         return await Journal.open(spec, account=account, base_url=base_url)
     if isinstance(spec, JobStore):

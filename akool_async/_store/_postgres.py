@@ -175,6 +175,11 @@ class PostgresStore(PostgresDatabase):
             found[JobState(state)] = n
         return found
 
+    async def records_for(self, keys: Iterable[str]) -> dict[str, JobRecord]:
+        """The records of those ``keys`` that exist, by key (one query)."""
+        rows = await self._read(lambda conn: conn.fetch(sql.SELECT_KEYS, list(keys)))
+        return {row[1]: _record(row) for row in rows}
+
     async def lease(self, key: str) -> JobLease | None:
         """Who holds ``key`` now (None for an unknown key)."""
         row = await self._read(lambda conn: conn.fetchrow(sql.LEASE_OF, key))

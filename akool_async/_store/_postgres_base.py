@@ -194,17 +194,38 @@ class PostgresDatabase:
             )
         meta = {row[0]: row[1] for row in await conn.fetch(sql.META)}
         self._check_version(meta.get("schema_version"))
-        for name, value in (("account", self._account), ("base_url", self._base_url)):
+        await self._bind_in(conn, meta, self._account, self._base_url)
+        await conn.execute(sql.REGISTER_MEMBER, self._member, self._host, os.getpid())
+
+    async def _bind_in(
+        self, conn: Connection, meta: dict[str, str], account: str | None, base_url: str | None
+    ) -> None:
+        for name, value in (("account", account), ("base_url", base_url)):
             if value is None:
                 continue
             stored = meta.get(name)
             if stored is None:
                 await conn.execute(
-                    "INSERT INTO akool_meta (name, value) VALUES ($1, $2)", name, value
+                    "INSERT INTO akool_meta (name, value) VALUES ($1, $2) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    name,
+                    value,
                 )
             elif stored != value:
                 raise JournalBindingError(self._redacted, name, stored=stored, given=value)
-        await conn.execute(sql.REGISTER_MEMBER, self._member, self._host, os.getpid())
+
+    async def bind(self, *, account: str | None = None, base_url: str | None = None) -> None:
+        """Bind the open store to ``account``/``base_url`` as opening with them would.
+
+        Raises :class:`JournalBindingError` if it was made for other values.
+        """
+
+        async def run(conn: Connection) -> None:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
+            meta = {row[0]: row[1] for row in await conn.fetch(sql.META)}
+            await self._bind_in(conn, meta, account, base_url)
+
+        await self._write(run)
 
     def _check_version(self, text: str | None) -> None:
         try:

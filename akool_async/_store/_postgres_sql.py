@@ -38,6 +38,7 @@ __all__ = [
     "SELECT_BY_TASK_ID",
     "SELECT_COUNTS",
     "SELECT_FOR_UPDATE",
+    "SELECT_KEYS",
     "SELECT_ONE",
     "SELECT_PAGE",
     "TAKE_FROM_BUCKET",
@@ -148,6 +149,7 @@ CLAIM_KEYS: Final = f"""
       AND (owner IS NULL OR owner = $2 OR lease_until < now())
     ORDER BY seq
     FOR UPDATE SKIP LOCKED"""  # noqa: S608
+SELECT_KEYS: Final = f"SELECT {JOB_COLUMNS} FROM akool_jobs WHERE key = ANY($1::text[])"  # noqa: S608
 # $1 = member id, $2 = how many.
 CLAIM_NEXT: Final = f"""
     SELECT {JOB_COLUMNS} FROM akool_jobs

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, cast
 import attrs
 
 import akool_async._errors as sdk_errors
+from akool_async._converters import result_from_raw
 from akool_async._errors import AkoolError
 
 from ._errors import (
@@ -116,6 +117,14 @@ class JobRecord:
         if self.result_raw_json is None:
             return None
         return cast("dict[str, Any]", json.loads(self.result_raw_json))
+
+    @property
+    def result(self) -> Any:
+        """The terminal result as a model (``CharacterSwapResult``/``HeadSwapResult``), or None."""
+        raw = self.result_raw
+        if raw is None:
+            return None
+        return result_from_raw(self.kind, raw)
 
     @property
     def error(self) -> AkoolError | None:

@@ -1,0 +1,172 @@
+"""B6 fleet: N processes run the same jobs file against one Postgres store.
+
+A throwaway PostgreSQL cluster (``tests/pg_cluster.py``) and the simulator with a per-account
+limit of 20 requests per simulated second, time-scaled by ``TIME_SCALE`` (so 200 real
+requests/s); jobs take 10 + 60 simulated seconds (7 s real). Each member's client budget is
+above the limit (150 polls/s + 100 creates/s), so the shared bucket's AIMD finds the limit.
+For 1, 2, 4 and 8 processes (``python -m benchmarks._fleet_member``) on a fresh database:
+duplicate creates, keys without an outcome, keys with more than one, accepted requests/s
+against the limit, throttled share, polls per job. Then 4 processes with one SIGKILLed
+after ``KILL_AFTER`` s: its jobs must be finished by the others with 0 re-creates.
+``AKOOL_B6_JOBS`` sets the number of jobs (default 1000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from ._common import SimProcess, emit, row
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from pg_cluster import postgres_cluster
+
+LIMIT = 20.0
+TIME_SCALE = 0.1
+REAL_LIMIT = LIMIT / TIME_SCALE
+N_JOBS = int(os.environ.get("AKOOL_B6_JOBS", "1000"))
+LEASE_TTL = 3.0
+KILL_AFTER = 4.0
+DURATIONS = {"character_swap": {"queue": 10.0, "process": 60.0, "per_video_second": 0.0}}
+
+
+async def fresh_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def run_fleet(
+    sim: SimProcess, store: str, members: int, kill_after: float | None
+) -> dict[str, Any]:
+    out = Path(tempfile.mkdtemp(prefix="b6-")) / "outcomes.jsonl"
+    config = {"url": sim.url, "api_key": sim.api_key, "store": store, "jobs": N_JOBS,
+              "lease_ttl": LEASE_TTL, "out": str(out)}  # fmt: skip
+    before = sim.stats()
+    start = time.monotonic()
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "benchmarks._fleet_member", json.dumps(config)])
+        for _ in range(members)
+    ]
+    killed_at = None
+    if kill_after is not None:
+        time.sleep(kill_after)
+        procs[0].send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+    for p in procs:
+        p.wait()
+    elapsed = time.monotonic() - start
+    after = sim.stats()
+    lines = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
+    return {"lines": lines, "elapsed": elapsed, "before": before, "after": after,
+            "killed_at": killed_at, "start": start}  # fmt: skip
+
+
+def diff(after: dict[str, Any], before: dict[str, Any], endpoint: str) -> int:
+    return int(after["requests"].get(endpoint, 0) - before["requests"].get(endpoint, 0))
+
+
+def summarise(members: int, r: dict[str, Any], store_done: int) -> dict[str, Any]:
+    keys = [x["key"] for x in r["lines"]]
+    counts: dict[str, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    # Tasks the simulator made (a create refused with 1005 makes none, and is resent).
+    creates = sum(r["after"]["tasks"].get("character_swap", {}).values()) - sum(
+        r["before"]["tasks"].get("character_swap", {}).values()
+    )
+    polls = diff(r["after"], r["before"], "character_swap.result")
+    total = r["after"]["total"] - r["before"]["total"]
+    throttled = r["after"]["rate_limited"] - r["before"]["rate_limited"]
+    accepted = total - throttled
+    busy = accepted / r["elapsed"]
+    return {
+        "members": members,
+        "outcomes": len(keys),
+        "twice": sum(1 for n in counts.values() if n > 1),
+        "missing": N_JOBS - len(counts),
+        "store_done": store_done,
+        "dup_creates": creates - N_JOBS,
+        "rate": busy,
+        "throttled": throttled / max(1, total),
+        "polls_per_job": polls / N_JOBS,
+        "elapsed": r["elapsed"],
+    }
+
+
+async def store_terminal(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM akool_jobs WHERE state IN ('completed','failed','uncertain')"
+        ))
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    results = []
+    kill: dict[str, Any] | None = None
+    with postgres_cluster() as cluster, SimProcess(
+        rate_limit=LIMIT, time_scale=TIME_SCALE, durations=DURATIONS, seed=6,
+        log_size=10,
+    ) as sim:  # fmt: skip
+        for members in (1, 2, 4, 8):
+            name = f"b6_{members}"
+            asyncio.run(fresh_database(cluster.admin_dsn(), name))
+            dsn = cluster.dsn.replace("/akool?", f"/{name}?")
+            r = run_fleet(sim, dsn, members, None)
+            results.append(summarise(members, r, asyncio.run(store_terminal(dsn))))
+        asyncio.run(fresh_database(cluster.admin_dsn(), "b6_kill"))
+        dsn = cluster.dsn.replace("/akool?", "/b6_kill?")
+        r = run_fleet(sim, dsn, 4, KILL_AFTER)
+        kill = summarise(4, r, asyncio.run(store_terminal(dsn)))
+        after_kill = [x["t"] for x in r["lines"] if x["t"] > r["killed_at"]]
+        kill["finish_after_kill"] = (max(after_kill) - r["killed_at"]) if after_kill else 0.0
+    print(f"limit {LIMIT:.0f}/s simulated = {REAL_LIMIT:.0f}/s real, {N_JOBS} jobs, "
+          f"lease {LEASE_TTL:.0f} s")
+    print("members outcomes twice missing dup_creates  accepted/s  of-limit throttled "
+          "polls/job  elapsed")
+    for s in [*results, kill]:
+        print(f"{s['members']:>7} {s['outcomes']:>8} {s['twice']:>5} {s['missing']:>7} "
+              f"{s['dup_creates']:>11} {s['rate']:>11.1f} {s['rate'] / REAL_LIMIT:>9.0%} "
+              f"{s['throttled']:>9.1%} {s['polls_per_job']:>9.2f} {s['elapsed']:>8.1f}")
+    assert kill is not None
+    print(f"kill case: member SIGKILLed at {KILL_AFTER:.0f} s; its unfinished jobs were "
+          f"finished by the others; last outcome {kill['finish_after_kill']:.1f} s after the "
+          f"kill; store terminal {kill['store_done']} of {N_JOBS}")
+    base = results[0]["polls_per_job"]
+    rows = []
+    for s in results:
+        n = s["members"]
+        rows += [
+            row("B6", f"{n} proc: duplicate creates", s["dup_creates"], "0", s["dup_creates"] == 0),
+            row("B6", f"{n} proc: keys without/with 2 outcomes", s["missing"] + s["twice"], "0",
+                s["missing"] + s["twice"] == 0),
+            row("B6", f"{n} proc: throttled answers", s["throttled"] * 100, "< 5 %",
+                s["throttled"] < 0.05, unit=" %"),
+            row("B6", f"{n} proc: polls per job vs 1 proc", s["polls_per_job"] / base * 100,
+                "within 10 %", abs(s["polls_per_job"] / base - 1) <= 0.10, unit=" %"),
+        ]
+    rows.append(row("B6", "kill: duplicate creates", kill["dup_creates"], "0",
+                    kill["dup_creates"] == 0, note="one of 4 members SIGKILLed"))
+    rows.append(row("B6", "kill: jobs with no outcome anywhere", N_JOBS - kill["store_done"],
+                    "0", kill["store_done"] == N_JOBS))
+    emit(rows)
+
+
+if __name__ == "__main__":
+    main()
