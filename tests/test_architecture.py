@@ -17,6 +17,8 @@ MAX_MODULE_LINES = 600
 MAX_SDK_LINES = 9_000
 #: No function more complex than this (radon's cyclomatic complexity).
 MAX_COMPLEXITY = 15
+#: namedtuple's public API is spelt with a leading underscore to avoid field clashes.
+NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make"})
 
 
 def _relative(path: Path) -> str:
@@ -61,7 +63,7 @@ def private_reaches(source: str) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             name = node.attr
-            if not name.startswith("_") or name.startswith("__"):
+            if not name.startswith("_") or name.startswith("__") or name in NAMEDTUPLE_API:
                 continue
             if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
                 continue
