@@ -17,6 +17,8 @@ MAX_MODULE_LINES = 600
 MAX_SDK_LINES = 9_000
 #: No function more complex than this (radon's cyclomatic complexity).
 MAX_COMPLEXITY = 15
+#: namedtuple's public API is spelt with a leading underscore to avoid field clashes.
+NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make"})
 
 
 def _relative(path: Path) -> str:

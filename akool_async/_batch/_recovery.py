@@ -28,6 +28,7 @@ from akool_async._errors import (
     JournalConflictError,
     JournalError,
 )
+from akool_async._store import JobLeasedError
 
 __all__ = [
     "RECOVERY_SUFFIX",
@@ -152,16 +153,25 @@ class StoreGuard:
             return await call
         except JournalConflictError:
             raise  # a key naming another request: that job's own error, the store is fine
+        except JobLeasedError as exc:
+            if task_id is None:
+                raise  # another live member of the fleet owns the job: nothing paid here
+            raise await self._failed(exc, key, step, task_id, request) from exc
         except Exception as exc:
-            err = JournalError(
-                f"the journal could not record {step} for job {key!r}: "
-                f"{type(exc).__name__}: {exc}",
-                task_id=task_id,
+            raise await self._failed(exc, key, step, task_id, request) from exc
+
+    async def _failed(
+        self, exc: Exception, key: str, step: str, task_id: str | None, request: Any
+    ) -> JournalError:
+        """The store failed: keep a paid id in the recovery file, stop intake, say so."""
+        err = JournalError(
+            f"the journal could not record {step} for job {key!r}: {type(exc).__name__}: {exc}",
+            task_id=task_id,
+        )
+        err.__cause__ = exc
+        if task_id is not None:
+            await self.recovery.append(
+                key=key, task_id=task_id, kind=step, request=request, error=exc
             )
-            err.__cause__ = exc
-            if task_id is not None:
-                await self.recovery.append(
-                    key=key, task_id=task_id, kind=step, request=request, error=exc
-                )
-            self._stop.stop(err)
-            raise err from exc
+        self._stop.stop(err)
+        return err
