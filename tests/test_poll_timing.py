@@ -37,19 +37,28 @@ async def test_run_learns_durations_and_aims_the_next_first_poll_at_them() -> No
     assert len(clock.sleeps) <= 3
 
 
+async def _batch_polls(sim: AkoolSimulator, *, learn_first: bool, first: int) -> int:
+    """Polls a 10-job batch spends on a fresh client, after 3 run()s when ``learn_first``."""
+    clock = ManualClock(sim, settle=True)
+    async with akool.AkoolClient(
+        sim.api_key, base_url=sim.base_url, clock=clock, poll=POLICY
+    ) as client:
+        if learn_first:
+            for n in range(3):
+                await client.character_swap.run(_swap(first + n))
+        before = sum(sim.stats.polls.values())
+        jobs = [_swap(n) for n in range(first + 10, first + 20)]
+        async with client.batch(jobs) as outcomes:
+            results = [o async for o in outcomes]
+        assert all(o.ok for o in results)
+        return sum(sim.stats.polls.values()) - before
+
+
 async def test_a_batch_uses_what_single_runs_learned() -> None:
     """A batch on the client's PollPolicy starts from the durations run() observed."""
     async with AkoolSimulator(manual_clock=True, durations={"character_swap": DURATION}) as sim:
-        clock = ManualClock(sim, settle=True)
-        async with akool.AkoolClient(
-            sim.api_key, base_url=sim.base_url, clock=clock, poll=POLICY
-        ) as client:
-            for n in range(3):
-                await client.character_swap.run(_swap(n))
-            polls_before = sum(sim.stats.polls.values())
-            async with client.batch([_swap(n) for n in range(10, 20)]) as outcomes:
-                results = [o async for o in outcomes]
-            polls = sum(sim.stats.polls.values()) - polls_before
-    assert all(o.ok for o in results)
-    # Cold, each job would poll at 5, 12.5, 23.75, ... s: 5 polls to reach 50 s.
-    assert polls <= 3 * len(results)
+        cold = await _batch_polls(sim, learn_first=False, first=0)
+        learned = await _batch_polls(sim, learn_first=True, first=100)
+    # Cold, each job polls at 5, 12.5, 23.75, ... s (about 5 polls to reach 50 s); a batch
+    # that starts from the learned duration aims its first poll near the end.
+    assert learned < 0.6 * cold
