@@ -14,8 +14,8 @@ the heartbeats: a share must be re-learnt whenever a member joins, leaves or die
 member's share is idle for a whole lease, 30 s), and members with little to do leave
 their share unused while busy ones queue. The bucket lends every idle token to whoever
 asks, and reacts to a throttle in one transaction. Its cost is one short transaction per
-request (about 0.3 ms on a local server, measured with the fleet benchmark: 8 members at
-200 requests/s keep the database under 10 % of one core).
+request (not measured separately yet; B6's 4- and 8-member runs are slower than one
+member, and that round trip is a suspect).
 """
 
 from __future__ import annotations
