@@ -34,6 +34,7 @@ from ._errors import JournalConflictError, JournalError, JournalStateError
 from ._postgres_base import DEFAULT_LEASE_TTL, DEFAULT_POOL_SIZE, PostgresDatabase
 from ._postgres_db import Connection, Row
 from ._records import ALLOWED_FROM, JobKind, JobRecord, JobState, canonical_json, error_to_json
+from ._schema import row_to_record
 
 __all__ = ["ALLOWED_FROM", "JobLease", "JobLeasedError", "PostgresStore", "canonical_json"]
 
@@ -59,22 +60,8 @@ class JobLease:
 
 
 def _record(row: Row) -> JobRecord:
-    return JobRecord(
-        seq=row[0],
-        key=row[1],
-        kind=row[2],
-        fingerprint=row[3],
-        state=JobState(row[4]),
-        request_json=row[5],
-        task_id=row[6],
-        analysis_id=row[7],
-        result_raw_json=row[8],
-        error_json=row[9],
-        local_path=row[10],
-        attempts=row[11],
-        created_at=row[12],
-        updated_at=row[13],
-    )
+    """A row of ``akool_jobs`` (the SQLite journal's column order) as a :class:`JobRecord`."""
+    return row_to_record(tuple(row))
 
 
 class PostgresStore(PostgresDatabase):
