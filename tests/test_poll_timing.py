@@ -61,4 +61,4 @@ async def test_a_batch_uses_what_single_runs_learned() -> None:
         learned = await _batch_polls(sim, learn_first=True, first=100)
     # Cold, each job polls at 5, 12.5, 23.75, ... s (about 5 polls to reach 50 s); a batch
     # that starts from the learned duration aims its first poll near the end.
-    assert learned < 0.6 * cold
+    assert learned < 0.75 * cold  # the mutant (timing not shared) measures about 1.0x
