@@ -240,10 +240,19 @@ def test_max_credits_with_unpriced_jobs_needs_allow_unpriced(
 # ------------------------------------------------------------------ failure after payment
 
 
-def test_a_results_file_that_fails_mid_run_keeps_every_paid_id(
+def stderr_paid_ids(err: list[str]) -> set[str]:
+    """Task ids the CLI named on stderr after the results stream broke."""
+    return {ln.split()[3] for ln in err if ln.startswith("akool-async: paid task ")}
+
+
+def test_a_results_file_past_its_size_limit_keeps_every_paid_id(
     tmp_path: Path, sim: AkoolSimulator
 ) -> None:
-    """Results file past its size limit (EFBIG): intake stops, ids go to the recovery file."""
+    """Results file past its size limit (EFBIG) mid-run: intake stops, no paid id is lost.
+
+    The size limit holds for the recovery file too, so how many ids it takes depends on
+    how many jobs were running; the one error line must say truthfully where they are.
+    """
     jobs = write_jobs(tmp_path / "jobs.jsonl", [cs(i) for i in range(400)])
     out = tmp_path / "results.jsonl"
     recovery = tmp_path / "results.jsonl.recovery.jsonl"
@@ -252,12 +261,33 @@ def test_a_results_file_that_fails_mid_run_keeps_every_paid_id(
     assert code == EXIT_FAILED
     line = assert_one_line_error(child.err)
     assert "the results file" in line
-    assert str(recovery) in line
     assert swap_creates(sim) < 400  # intake stopped
-    assert jsonl_records(recovery), "nothing reached the recovery file"
-    stderr_ids = {ln.split()[3] for ln in child.err if ln.startswith("akool-async: paid task ")}
-    assert jsonl_ids(recovery) <= stderr_ids
-    assert_no_id_lost(sim, out, recovery)
+    named = stderr_paid_ids(child.err)
+    assert named, "no paid id was named after the results file failed"
+    kept = jsonl_ids(recovery) if recovery.exists() else set()
+    assert kept <= named
+    assert (str(recovery) in line) == (kept == named), line
+    lost = paid_ids(sim) - jsonl_ids(out) - named
+    assert not lost, f"{len(lost)} paid task id(s) written nowhere"
+    assert sim.stats.duplicate_creates == 0
+
+
+def test_a_results_file_on_a_full_disk_sends_every_missed_id_to_the_recovery_file(
+    tmp_path: Path, sim: AkoolSimulator
+) -> None:
+    """Results on a full disk (ENOSPC from the first line): every id in the recovery file."""
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [cs(i) for i in range(40)])
+    out = tmp_path / "results.jsonl"
+    out.symlink_to("/dev/full")
+    recovery = tmp_path / "results.jsonl.recovery.jsonl"
+    argv = ["run", str(jobs), "--out", str(out), "--concurrency", "2", *FAST]
+    code, child = run_cli(argv, cli_env(sim))
+    assert code == EXIT_FAILED
+    line = assert_one_line_error(child.err)
+    assert "the results file" in line
+    assert str(recovery) in line
+    assert jsonl_ids(recovery) == stderr_paid_ids(child.err)
+    assert_no_id_lost(sim, recovery)
 
 
 def test_a_full_journal_disk_keeps_every_paid_id(tmp_path: Path, sim: AkoolSimulator) -> None:
