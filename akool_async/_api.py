@@ -239,8 +239,8 @@ class Api:
         ``idempotent=False`` marks a create: it is resent only when the error proves no
         task was created, and an ambiguous failure raises ``SubmissionUncertainError``
         carrying ``create_request``. ``task_id`` is attached to errors. ``before_send`` is
-        awaited once per attempt, after the pacing slot and right before the request goes
-        out; if it raises, nothing is sent.
+        awaited once per attempt, after the pacing slot, once a connection is held, right
+        before the request goes out; if it raises, nothing is sent.
         """
         transport = self._open_transport()
         body = None if json is None else _encode_body(json)
@@ -254,8 +254,6 @@ class Api:
             await pacer.acquire()
             if self.shared_budget is not None:
                 await self.shared_budget.acquire()
-            if before_send is not None:
-                await before_send()
             tries += 1
             if create_request is not None:
                 note_create_sent(self.clock.wall())  # the current batch job's attempts
@@ -270,6 +268,7 @@ class Api:
                         headers=headers,
                         task_id=task_id,
                         attempt=tries,
+                        before_send=before_send,
                     )
                 except AuthenticationError as err:
                     # 1101 proves the request was rejected (nothing created): with a token,
@@ -288,6 +287,7 @@ class Api:
                         headers=fresh,
                         task_id=task_id,
                         attempt=tries,
+                        before_send=before_send,
                     )
             except RateLimitError as err:
                 self._throttled(err.retry_after)
@@ -330,10 +330,13 @@ class Api:
         headers: Mapping[str, str],
         task_id: str | None,
         attempt: int,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
         # A span per attempt when tracing: method, path (no query), status, code, task id.
         with api_call_span(method, path, attempt=attempt, task_id=task_id) as span:
-            raw = await transport.request(method, path, params=params, body=body, headers=headers)
+            raw = await transport.request(
+                method, path, params=params, body=body, headers=headers, on_ready=before_send
+            )
             span.response(raw.status)
             data = self._decode(raw, method, path, task_id)
             span.answered(data)

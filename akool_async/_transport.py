@@ -14,6 +14,11 @@ because the mapping decides whether a create may be resent:
 Connection limits and timeouts are aiohttp's own (``TCPConnector(limit=...)``,
 ``ClientTimeout``). aiohttp itself resends only idempotent methods on a dead keep-alive
 connection, never a POST. Redirects are never followed.
+
+``request(..., on_ready=)`` awaits a hook at the last moment before the bytes go: once
+aiohttp holds a connection (new or reused; a trace callback of the session we create), so
+a caller cancelled while it waited for the pool or for TCP/TLS never ran it. On a session
+the caller owns (no trace of ours) the hook runs just before the request instead.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -42,6 +48,37 @@ __all__ = ["RawResponse", "Transport", "encode_json", "map_aiohttp_error"]
 _logger = logging.getLogger("akool_async")
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
+
+#: Awaited once a connection is held, right before the request's bytes are written.
+ReadyHook = Callable[[], Awaitable[None]]
+
+
+async def _connection_held(
+    _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: object
+) -> None:
+    hook = ctx.trace_request_ctx
+    if isinstance(hook, _Ready):
+        await hook()
+
+
+def _ready_trace() -> aiohttp.TraceConfig:
+    """Runs a request's :class:`_Ready` hook when its connection is created or reused."""
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(_connection_held)
+    trace.on_connection_reuseconn.append(_connection_held)
+    return trace
+
+
+class _Ready:
+    """A request's ``on_ready`` hook, awaited at most once."""
+
+    def __init__(self, hook: ReadyHook) -> None:
+        self._hook: ReadyHook | None = hook
+
+    async def __call__(self) -> None:
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            await hook()
 
 
 def encode_json(value: Any) -> bytes:
@@ -117,6 +154,7 @@ class Transport:
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
             trust_env=False,
+            trace_configs=[_ready_trace()],
         )
 
     async def aclose(self) -> None:
@@ -135,13 +173,18 @@ class Transport:
         body: bytes | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        on_ready: ReadyHook | None = None,
     ) -> RawResponse:
         """Send one request; return the answer whatever its status, or raise a TransportError.
 
         ``path`` starts with ``/``; ``body`` (already encoded JSON) or ``json`` (encoded
-        here) is sent as the JSON body.
+        here) is sent as the JSON body. ``on_ready`` is awaited once a connection is held,
+        right before the bytes go; if it raises, nothing is sent and its error propagates.
         """
         session = self.session
+        ready = None if on_ready is None else _Ready(on_ready)
+        if ready is not None and session is self._external:
+            await ready()  # a caller's session carries no trace of ours
         if json is not None:
             body = encode_json(json)
         merged = {**self._headers, **(headers or {})}
@@ -157,6 +200,7 @@ class Transport:
                 allow_redirects=False,
                 timeout=self._timeout,
                 raise_for_status=False,
+                trace_request_ctx=ready,
             ) as resp:
                 payload = await self._read_capped(resp, method, path)
                 result = RawResponse(resp.status, resp.headers, payload)

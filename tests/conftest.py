@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -26,8 +28,9 @@ class ManualClock:
 
     - ``ManualClock()``: its own logical time from 0.
     - ``ManualClock(sim)``: the simulator's manual clock, so sleeping advances the server too.
-    - ``settle=True``: a sleep first waits until every other task is blocked, so work already
-      due runs at the instant it was due (schedulers, batches).
+    - ``settle=True``: virtual time for concurrent sleepers (schedulers, batches): sleepers
+      wake in deadline order, and time jumps to the next deadline only once every other
+      task is blocked, so work already due runs at the instant it was due.
     - ``start_wall``: what ``wall()`` reads at logical time 0 (assignable: a test can move
       the wall clock of a ``frozen`` clock by setting it).
     - ``wall_step``: seconds ``wall()`` advances per read (distinct stored timestamps).
@@ -52,6 +55,8 @@ class ManualClock:
         self._now = 0.0
         self._wall_reads = 0
         self.sleeps: list[float] = []
+        self._due: list[list[object]] = []  # heap of [deadline, seq, Event] (settle)
+        self._seq = itertools.count()
 
     @property
     def now(self) -> float:
@@ -80,10 +85,36 @@ class ManualClock:
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         if self.settle:
-            await all_other_tasks_blocked()
-        if not self.frozen:
+            await self._sleep_in_turn(max(0.0, seconds))
+        elif not self.frozen:
             self.advance(max(0.0, seconds))
         await anyio.lowlevel.checkpoint()
+
+    async def _sleep_in_turn(self, seconds: float) -> None:
+        """Wait until this sleeper has the earliest deadline and everything else is blocked."""
+        entry: list[object] = [self.now + seconds, next(self._seq), anyio.Event()]
+        heapq.heappush(self._due, entry)
+        self._wake_earliest()
+        try:
+            while True:
+                await entry[2].wait()  # type: ignore[attr-defined]
+                await all_other_tasks_blocked()
+                if self._due[0] is entry:
+                    break
+                entry[2] = anyio.Event()  # an earlier sleeper arrived meanwhile
+                self._wake_earliest()
+        finally:
+            self._due.remove(entry)
+            heapq.heapify(self._due)
+            self._wake_earliest()
+        deadline = entry[0]
+        assert isinstance(deadline, float)
+        if not self.frozen and deadline > self.now:
+            self.advance(deadline - self.now)
+
+    def _wake_earliest(self) -> None:
+        if self._due:
+            self._due[0][2].set()  # type: ignore[attr-defined]
 
 
 async def all_other_tasks_blocked() -> None:

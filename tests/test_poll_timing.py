@@ -60,5 +60,6 @@ async def test_a_batch_uses_what_single_runs_learned() -> None:
         cold = await _batch_polls(sim, learn_first=False, first=0)
         learned = await _batch_polls(sim, learn_first=True, first=100)
     # Cold, each job polls at 5, 12.5, 23.75, ... s (about 5 polls to reach 50 s); a batch
-    # that starts from the learned duration aims its first poll near the end.
-    assert learned < 0.75 * cold  # the mutant (timing not shared) measures about 1.0x
+    # that starts from the learned duration aims its first poll near the end (measured:
+    # 10 polls against 47-49 cold, on the clock's virtual time).
+    assert learned < 0.5 * cold  # the mutant (timing not shared) measures about 1.0x

@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import aiohttp
 import anyio
 import anyio.lowlevel
 import pytest
@@ -424,3 +425,88 @@ async def test_requests_beyond_the_pool_wait_their_turn_and_all_complete() -> No
         release.set()
     assert statuses == [200] * 8
     assert peak == 2
+
+
+# -- the ready hook: the last moment before the bytes go --------------------------------
+
+
+async def test_on_ready_runs_only_once_a_connection_is_held() -> None:
+    """A request cancelled while it queued for the pool never ran its hook; a sent one did,
+    once, before the server saw it."""
+    entered, release = anyio.Event(), anyio.Event()
+    arrivals: list[tuple[str, list[str]]] = []
+    readied: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        arrivals.append((request.path, list(readied)))
+        if request.path == "/hold":
+            entered.set()
+            await release.wait()
+        return web.Response(body=b"{}")
+
+    def hook(name: str) -> Callable[[], Awaitable[None]]:
+        async def ready() -> None:
+            readied.append(name)
+
+        return ready
+
+    async with web_server(handler) as url, transport(url, limits=Limits(max_connections=1)) as t:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(t.request, "GET", "/hold")  # holds the only connection
+            await entered.wait()
+            queued = anyio.CancelScope()
+            tg.start_soon(_request_in, queued, t, "/queued", hook("queued"))
+            await anyio.wait_all_tasks_blocked()  # it waits for the pool
+            queued.cancel()
+            release.set()
+        await t.request("POST", "/create", json={}, on_ready=hook("create"))
+        await t.request("POST", "/again", json={}, on_ready=hook("again"))  # a reused one
+    assert readied == ["create", "again"]
+    assert arrivals == [("/hold", []), ("/create", ["create"]), ("/again", ["create", "again"])]
+
+
+async def _request_in(
+    scope: anyio.CancelScope, t: Transport, path: str, hook: Callable[[], Awaitable[None]]
+) -> None:
+    with scope:
+        await t.request("POST", path, json={}, on_ready=hook)
+
+
+async def test_on_ready_that_raises_sends_nothing() -> None:
+    """The hook's error propagates as is and the server sees no request."""
+    arrivals: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        arrivals.append(request.path)
+        return web.Response(body=b"{}")
+
+    async def refuse() -> None:
+        raise LookupError("stop")
+
+    async with web_server(handler) as url, transport(url) as t:
+        with pytest.raises(LookupError, match="stop"):
+            await t.request("POST", "/create", json={}, on_ready=refuse)
+        await t.request("GET", "/after")  # the transport still works
+    assert arrivals == ["/after"]
+
+
+async def test_on_ready_runs_on_a_callers_session_too() -> None:
+    """With a session the caller owns (no trace of ours) the hook runs before the request."""
+    arrivals: list[tuple[str, int]] = []
+    calls = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        arrivals.append((request.path, calls))
+        return web.Response(body=b"{}")
+
+    async def ready() -> None:
+        nonlocal calls
+        calls += 1
+
+    async with web_server(handler) as url, aiohttp.ClientSession() as session:
+        t = Transport(url, timeouts=FAST, limits=Limits(), user_agent="u", session=session)
+        await t.open()
+        await t.request("POST", "/create", json={}, on_ready=ready)
+        await t.aclose()
+        assert not session.closed
+    assert arrivals == [("/create", 1)]

@@ -54,9 +54,10 @@ class Submitter:
     """Sends creates: at most ``concurrency`` creates and analyses at once.
 
     With a journal, ``sending`` is written inside the create's ``before_send`` hook (pacing
-    slot taken, body encoded, bytes about to go), so a job stopped while it waited for its
-    turn was not sent and stays ``pending``. Store writes go through ``guard``: a failure
-    after a create keeps the paid id (recovery file) and stops intake.
+    slot taken, body encoded, a connection held, bytes about to go), so a job stopped while
+    it waited for its turn or for a connection was not sent and stays ``pending``.
+    Store writes go through ``guard``: a failure after a create keeps the paid id
+    (recovery file) and stops intake.
     """
 
     def __init__(
@@ -125,7 +126,7 @@ class Submitter:
         marked = False
 
         async def before_send() -> None:
-            # Runs after the pacing slot, right before the bytes go; raising sends nothing.
+            # Runs once a connection is held, right before the bytes go; raising sends nothing.
             nonlocal marked
             self._stop.check()  # the batch stopped while this job waited for its turn
             if journal is None or marked:
