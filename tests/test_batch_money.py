@@ -7,6 +7,7 @@ download directory fails, fail fast, retry of failed tasks, preflight balance, b
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -296,6 +297,41 @@ async def test_saved_but_unrecorded_download_is_taken_as_done(tmp_path: Path) ->
         record = await j.get(second.key)
     assert record is not None
     assert record.local_path == str(first.path)
+
+
+@pytest.mark.parametrize("change", ["same size", "shorter"])
+async def test_a_file_that_is_not_the_recorded_download_is_kept_and_reported(
+    tmp_path: Path, change: str
+) -> None:
+    """A file at the job's path that differs from the recorded size/sha256 is not taken as
+    done, not overwritten, and reported as a download error naming what differs."""
+    path, out = tmp_path / "run.db", tmp_path / "out"
+    job = char(1)
+    async with sim() as s, client_for(s) as client:
+        journal = await CrashBeforeRecordingJournal.open(path)
+        try:
+            async with client.batch([job], journal=journal, download_dir=out) as outcomes:
+                (first,) = [o async for o in outcomes]
+            facts = await journal.expected_download(first.key)
+        finally:
+            await journal.aclose()
+        assert first.path is not None
+        saved = first.path.read_bytes()
+        assert facts is not None
+        assert {name: facts[name] for name in ("path", "size", "sha256")} == {
+            "path": str(first.path),
+            "size": len(saved),
+            "sha256": hashlib.sha256(saved).hexdigest(),
+        }
+        other = bytes(b ^ 0xFF for b in saved) if change == "same size" else saved[:-1]
+        first.path.write_bytes(other)
+        async with client.batch([job], journal=path, download_dir=out) as outcomes:
+            (second,) = [o async for o in outcomes]
+    assert second.ok  # the task completed; only its local file is in question
+    assert isinstance(second.download_error, akool.DownloadError)
+    differs = "sha256 differs" if change == "same size" else f"has {len(other)} bytes"
+    assert differs in str(second.download_error)
+    assert first.path.read_bytes() == other
 
 
 # -- fail fast -----------------------------------------------------------------------------

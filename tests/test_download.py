@@ -444,7 +444,8 @@ async def test_a_part_of_a_changed_file_restarts_from_byte_zero(tmp_path: Path) 
     ):
         downloaded = await download_file(client._api, server.url(), tmp_path / "a.mp4")
     assert (tmp_path / "a.mp4").read_bytes() == second
-    assert downloaded == Downloaded(tmp_path / "a.mp4", len(second), '"v2"')
+    sha = hashlib.sha256(second).hexdigest()  # of the whole new file: the digest restarted too
+    assert downloaded == Downloaded(tmp_path / "a.mp4", len(second), '"v2"', sha)
     assert server.headers[1].get("If-Range") == '"v1"'
     assert server.statuses == [200, 206, 200]
     assert server.headers[2].get("Range") is None
@@ -477,17 +478,19 @@ async def test_video_and_octet_stream_answers_are_accepted(
     body = os.urandom(5_000)
     async with FileServer(body, content_type=content_type) as server, local_client() as client:
         downloaded = await download_file(client._api, server.url(), tmp_path / "a.mp4")
-    assert downloaded == Downloaded(tmp_path / "a.mp4", 5_000, '"v1"')
+    sha = hashlib.sha256(body).hexdigest()
+    assert downloaded == Downloaded(tmp_path / "a.mp4", 5_000, '"v1"', sha)
     assert (tmp_path / "a.mp4").read_bytes() == body
 
 
 async def test_downloader_fetch_reports_size_and_etag(tmp_path: Path) -> None:
-    """Downloader.fetch returns the saved file's path, size and strong ETag."""
+    """Downloader.fetch returns the saved file's path, size, strong ETag and sha256."""
     body = os.urandom(7_000)
     async with FileServer(body) as server, local_client() as client:
         downloader = Downloader(client._api, tmp_path, concurrency=1)
         downloaded = await downloader.fetch("job-1", server.url())
-    assert downloaded == Downloaded(tmp_path / "job-1.mp4", 7_000, '"v1"')
+    sha = hashlib.sha256(body).hexdigest()
+    assert downloaded == Downloaded(tmp_path / "job-1.mp4", 7_000, '"v1"', sha)
 
 
 async def test_retry_after_is_honoured(tmp_path: Path) -> None:

@@ -127,6 +127,11 @@ async def test_character_swap_lifecycle_records_every_field(tmp_path: Path) -> N
         assert rec.state.is_terminal
         assert rec.result_raw == {"_id": "task-9", "status": 3, "url": "u"}
         assert rec.error is None
+        assert await journal.expected_download("a") is None  # no downloads table yet
+        facts = {"path": str(tmp_path / "a.mp4"), "size": 9, "etag": '"v1"', "sha256": "ab" * 32}
+        await journal.expect_download("a", facts)
+        await journal.expect_download("a", {**facts, "size": 10})  # a later one replaces it
+        assert await journal.expected_download("a") == {**facts, "size": 10}
         rec = await journal.set_local_path("a", tmp_path / "a.mp4")
         assert rec.local_path == str(tmp_path / "a.mp4")
         assert await journal.get("a") == rec

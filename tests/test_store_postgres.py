@@ -163,6 +163,11 @@ async def test_lifecycle_records_every_field(store_url: str) -> None:
         assert rec.state is JobState.COMPLETED
         assert rec.result_raw == {"_id": "task-9", "status": 3, "url": "u"}
         assert rec.error is None
+        assert await store.expected_download("a") is None
+        facts = {"path": "/out/a.mp4", "size": 9, "etag": None, "sha256": "ab" * 32}
+        await store.expect_download("a", facts)
+        await store.expect_download("a", {**facts, "size": 10})  # a later download replaces it
+        assert await store.expected_download("a") == {**facts, "size": 10}
         rec = await store.set_local_path("a", "/out/a.mp4")
         assert rec.local_path == "/out/a.mp4"
         assert await store.get("a") == rec

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import stat
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import attrs
 
 from akool_async._clock import Clock
 from akool_async._converters import request_to_dict, result_from_raw
-from akool_async._download import Downloader, DownloadError
+from akool_async._download import Downloaded, Downloader, DownloadError
 from akool_async._errors import AkoolError, JournalError, TaskFailedError
 from akool_async._journal import JobRecord, Journal
 from akool_async._models import TaskStatus
@@ -112,10 +111,12 @@ class Completion:
         if record.local_path is not None and await anyio.Path(record.local_path).exists():
             return attrs.evolve(outcome, path=Path(record.local_path))
         saved = await self._saved_earlier(key)
-        if saved is not None:
-            # Saved by a run that stopped before journaling it: the download publishes
-            # atomically, so a non-empty file at the job's own path is that download.
+        if isinstance(saved, Path):
+            # Saved by a run that stopped before journaling it: the file is the download
+            # whose size and sha256 were recorded right before it was published.
             return await self._recorded(attrs.evolve(outcome, path=saved))
+        if saved is not None:
+            return attrs.evolve(outcome, download_error=saved)
         age = self._clock.wall() - record.updated_at
         if age > EXPIRY_WARNING_AGE:
             _logger.warning(
@@ -127,22 +128,39 @@ class Completion:
             )
         return await self.download(outcome)
 
-    async def _saved_earlier(self, key: str) -> Path | None:
-        if self._downloader is None:
+    async def _saved_earlier(self, key: str) -> Path | DownloadError | None:
+        """The file a killed run published for ``key`` (None: no file, download it);
+        a DownloadError when a file is at that path but is not that download."""
+        if self._downloader is None or self.journal is None:
             return None
         target = self._downloader.path_for(key)
-        try:
-            info = await anyio.Path(target).stat()
-        except OSError:
+        if not await anyio.Path(target).exists():
             return None
-        return target if stat.S_ISREG(info.st_mode) and info.st_size > 0 else None
+        facts = await self.journal.expected_download(key)
+        expected = None if facts is None else Downloaded.from_facts(facts)
+        if expected is not None and expected.path == target:
+            differs = await expected.matches()
+            if differs is None:
+                return target
+        else:
+            differs = "no download to this path was recorded in the journal"
+        return DownloadError(
+            f"{str(target)!r} already exists and is not this job's download ({differs}); "
+            "move it away to download again",
+            file=target,
+        )
 
     async def download(self, outcome: Outcome) -> Outcome:
         """Save ``outcome``'s output (when it succeeded and downloads are on)."""
         if self._downloader is None or outcome.result is None:
             return outcome
         try:
-            path = await self._downloader.download(outcome.key, outcome.result)
+            saved = await self._downloader.fetch(
+                outcome.key, outcome.result, before_publish=self._expect(outcome)
+            )
+        except JournalError as err:  # the facts could not be recorded: nothing was published
+            unrecorded = DownloadError(f"the download was not saved: {err}")
+            return attrs.evolve(outcome, download_error=unrecorded)
         except DownloadError as err:
             if _local_failure(err):
                 await self._directory_failed(outcome, err)
@@ -152,7 +170,19 @@ class Completion:
             unusable.__cause__ = exc
             await self._directory_failed(outcome, unusable)
             return attrs.evolve(outcome, download_error=unusable)
-        return await self._recorded(attrs.evolve(outcome, path=path))
+        return await self._recorded(attrs.evolve(outcome, path=saved.path))
+
+    def _expect(self, outcome: Outcome) -> Callable[[Downloaded], Awaitable[None]] | None:
+        """Records a download's facts before its file is published (with a journal)."""
+        journal = self.journal
+        if journal is None:
+            return None
+
+        async def expect(done: Downloaded) -> None:
+            call = journal.expect_download(outcome.key, done.facts())
+            await self._write(call, outcome, "a download about to be saved")
+
+        return expect
 
     async def _recorded(self, outcome: Outcome) -> Outcome:
         """``outcome`` after its download path was journaled (the file is there either way)."""

@@ -46,8 +46,9 @@ cancellation propagates.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -59,7 +60,7 @@ from akool_async._config import RetryPolicy
 from akool_async._errors import AkoolError
 
 from ._fetch import failed_download, fetch
-from ._files import Sink, make_directory, open_sink
+from ._files import Sink, file_sha256, make_directory, open_sink
 from ._urls import (
     MAX_FILENAME_LENGTH,
     DownloadError,
@@ -96,12 +97,37 @@ DEFAULT_DOWNLOAD_CONCURRENCY = 4
 
 @attrs.frozen
 class Downloaded:
-    """A completed download: the file, its size in bytes, and the server's strong ETag (None
-    when it gave none). Enough to recognise the file later without downloading it again."""
+    """A completed download: the file, its size in bytes, the server's strong ETag (None
+    when it gave none) and the sha256 of its bytes. Enough to recognise the file later
+    without downloading it again (:meth:`facts`, :meth:`matches`)."""
 
     path: Path
     size: int
     etag: str | None
+    sha256: str | None = None
+
+    def facts(self) -> dict[str, Any]:
+        """The JSON a job store keeps for this download."""
+        return {"path": str(self.path), "size": self.size, "etag": self.etag, "sha256": self.sha256}
+
+    @classmethod
+    def from_facts(cls, facts: Mapping[str, Any]) -> Downloaded:
+        """The inverse of :meth:`facts`."""
+        return cls(Path(facts["path"]), facts["size"], facts.get("etag"), facts.get("sha256"))
+
+    async def matches(self) -> str | None:
+        """None when the file at :attr:`path` is this download, else what differs."""
+        try:
+            size = (await anyio.Path(self.path).stat()).st_size
+        except OSError as exc:
+            return f"it cannot be read ({exc.strerror or exc})"
+        if size != self.size:
+            return f"it has {size} bytes, the download had {self.size}"
+        if self.sha256 is not None:
+            digest = await anyio.to_thread.run_sync(file_sha256, self.path)
+            if digest != self.sha256:
+                return "its sha256 differs from the download's"
+        return None
 
 
 def _check_options(chunk_size: object, max_redirects: object) -> None:
@@ -120,6 +146,7 @@ async def download_file(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     retry: RetryPolicy | None = None,
     max_redirects: int = MAX_REDIRECTS,
+    before_publish: Callable[[Downloaded], Awaitable[None]] | None = None,
 ) -> Downloaded:
     """Download a result's ``output_url`` (or a URL) to ``path``.
 
@@ -130,6 +157,8 @@ async def download_file(
     - ``retry`` (the client's policy): ``attempts`` and ``timeout`` (seconds) bound
       consecutive failures without progress; see the module docstring.
     - ``max_redirects`` (3): redirects followed per request.
+    - ``before_publish``: awaited with the complete download's facts before the file
+      appears at ``path`` (a job store records them there); if it raises, nothing is saved.
 
     The directory of ``path`` must exist. Raises :class:`DownloadError` (nothing left at
     ``path``, no temporary file left), ``ClientStateError`` outside the client's block,
@@ -146,7 +175,9 @@ async def download_file(
         state = await fetch(
             api, url, sink, policy=policy, chunk_size=chunk_size, max_redirects=max_redirects
         )
-        size = sink.size
+        done = Downloaded(target, sink.size, state.etag, sink.sha256)
+        if before_publish is not None:
+            await before_publish(done)
         await sink.publish(target, overwrite=overwrite)
     except BaseException as exc:
         received = 0
@@ -157,7 +188,7 @@ async def download_file(
         if error is None or error is exc:
             raise
         raise error from (None if isinstance(exc, FileExistsError) else exc)
-    return Downloaded(target, size, state.etag)
+    return done
 
 
 def _as_download_error(
@@ -254,8 +285,15 @@ class Downloader:
         """Download to :meth:`path_for` ``(key)`` within the concurrency bound; return it."""
         return (await self.fetch(key, result_or_url)).path
 
-    async def fetch(self, key: str, result_or_url: ResultOrUrl) -> Downloaded:
-        """Like :meth:`download`, returning the file's size and ETag too."""
+    async def fetch(
+        self,
+        key: str,
+        result_or_url: ResultOrUrl,
+        *,
+        before_publish: Callable[[Downloaded], Awaitable[None]] | None = None,
+    ) -> Downloaded:
+        """Like :meth:`download`, returning the file's size, ETag and sha256 too;
+        ``before_publish`` as for :func:`download_file`."""
         target = self.path_for(key)
         try:
             url = url_of(result_or_url)
@@ -277,6 +315,7 @@ class Downloader:
                 chunk_size=self._chunk_size,
                 retry=self._retry,
                 max_redirects=self._max_redirects,
+                before_publish=before_publish,
             )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -12,7 +13,7 @@ import anyio.to_thread
 
 from ._urls import DownloadError
 
-__all__ = ["Sink", "check_target", "make_directory", "open_sink"]
+__all__ = ["Sink", "check_target", "file_sha256", "make_directory", "open_sink"]
 
 
 class Sink:
@@ -24,6 +25,12 @@ class Sink:
         self._flush_size = flush_size
         self._pending = bytearray()
         self._written = 0
+        self._digest = hashlib.sha256()
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 hex digest of the bytes received so far."""
+        return self._digest.hexdigest()
 
     @property
     def size(self) -> int:
@@ -31,6 +38,7 @@ class Sink:
         return self._written + len(self._pending)
 
     async def add(self, data: bytes) -> None:
+        self._digest.update(data)
         self._pending += data
         if len(self._pending) >= self._flush_size:
             await self.flush()
@@ -51,6 +59,7 @@ class Sink:
         assert fd is not None
         await anyio.to_thread.run_sync(_truncate, fd)
         self._written = 0
+        self._digest = hashlib.sha256()
 
     async def publish(self, target: Path, *, overwrite: bool) -> None:
         await self.flush()
@@ -156,3 +165,12 @@ async def open_sink(target: Path, *, overwrite: bool, flush_size: int) -> Sink:
     await anyio.to_thread.run_sync(check_target, target, overwrite)
     fd, tmp = await anyio.to_thread.run_sync(_open_temp, target.parent, target.name)
     return Sink(fd, tmp, flush_size)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file's bytes (read in 1 MiB blocks; call off the loop)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

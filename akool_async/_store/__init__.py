@@ -172,6 +172,16 @@ class JobStore(Protocol):
         """Record where a ``completed`` job's output was downloaded."""
         ...
 
+    async def expect_download(self, key: str, facts: Mapping[str, Any]) -> None:
+        """Record a download's facts (``path``, ``size``, ``etag``, ``sha256``) right
+        before its file is published, so a run killed before :meth:`set_local_path` can
+        recognise that file (:meth:`expected_download`)."""
+        ...
+
+    async def expected_download(self, key: str) -> dict[str, Any] | None:
+        """The facts :meth:`expect_download` recorded for ``key``, or None."""
+        ...
+
     async def aclose(self) -> None:
         """Give up ownership and close. Idempotent."""
         ...

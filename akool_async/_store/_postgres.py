@@ -19,10 +19,11 @@ Each write is one transaction and is shielded from cancellation, as in the journ
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 
@@ -39,6 +40,8 @@ from ._schema import row_to_record
 __all__ = ["ALLOWED_FROM", "JobLease", "JobLeasedError", "PostgresStore", "canonical_json"]
 
 _KINDS: Final = frozenset({"character_swap", "head_swap"})
+
+
 class JobLeasedError(JournalError):
     """The job is owned by another live member of the fleet; this member must leave it."""
 
@@ -404,6 +407,16 @@ class PostgresStore(PostgresDatabase):
             lambda rec: attrs.evolve(rec, local_path=local),
             "set the local path of",
         )
+
+    async def expect_download(self, key: str, facts: Mapping[str, Any]) -> None:
+        """Record a download's facts (path, size, etag, sha256) before it is published."""
+        text = json.dumps(dict(facts))
+        await self._write(lambda conn: conn.execute(sql.PUT_DOWNLOAD, key, text))
+
+    async def expected_download(self, key: str) -> dict[str, Any] | None:
+        """The facts :meth:`expect_download` recorded for ``key``, or None."""
+        text = await self._read(lambda conn: conn.fetchval(sql.GET_DOWNLOAD, key))
+        return None if text is None else cast("dict[str, Any]", json.loads(text))
 
     async def _transition(
         self, key: str, target: JobState, change: Callable[[JobRecord], JobRecord]

@@ -194,6 +194,7 @@ class PostgresDatabase:
             )
         meta = {row[0]: row[1] for row in await conn.fetch(sql.META)}
         self._check_version(meta.get("schema_version"))
+        await conn.execute(sql.DOWNLOADS_TABLE)
         await self._bind_in(conn, meta, self._account, self._base_url)
         await conn.execute(sql.REGISTER_MEMBER, self._member, self._host, os.getpid())
 
@@ -289,8 +290,7 @@ class PostgresDatabase:
         if self._state != "open" or self._pool is None:
             word = "closed" if self._state == "closed" else "not open"
             raise JournalStateError(
-                f"store {self._redacted} is {word}; use `async with await "
-                "PostgresStore.open(url)`"
+                f"store {self._redacted} is {word}; use `async with await PostgresStore.open(url)`"
             )
         return self._pool
 
@@ -436,4 +436,3 @@ class PostgresDatabase:
         """Up to ``limit`` recorded durations of ``bucket`` in seconds, latest first."""
         rows = await self._read(lambda conn: conn.fetch(sql.DURATIONS, bucket, limit))
         return [float(row[0]) for row in rows]
-

@@ -56,6 +56,17 @@ ACTIVE_STATES: Final = ("pending", "sending", "created")
 #: Durations kept per bucket; older ones are deleted as new ones arrive.
 DURATIONS_KEPT: Final = 1024
 
+#: Added after schema 1 shipped, so created on every open (under SCHEMA_LOCK): download facts
+#: recorded right before a file is published (see ``JobStore.expect_download``).
+DOWNLOADS_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS akool_downloads (key text PRIMARY KEY, facts text NOT NULL)"
+)
+PUT_DOWNLOAD: Final = (
+    "INSERT INTO akool_downloads (key, facts) VALUES ($1, $2) "
+    "ON CONFLICT (key) DO UPDATE SET facts = EXCLUDED.facts"
+)
+GET_DOWNLOAD: Final = "SELECT facts FROM akool_downloads WHERE key = $1"
+
 SCHEMA_V1: Final = (
     "CREATE TABLE akool_meta (name text PRIMARY KEY, value text NOT NULL)",
     """CREATE TABLE akool_jobs (
@@ -121,9 +132,7 @@ SELECT_FOR_UPDATE: Final = f"{SELECT_ONE} FOR UPDATE"
 SELECT_BY_TASK_ID: Final = (
     f"SELECT {JOB_COLUMNS} FROM akool_jobs WHERE task_id = $1 ORDER BY seq DESC LIMIT 1"  # noqa: S608
 )
-SELECT_PAGE: Final = (
-    f"SELECT {JOB_COLUMNS} FROM akool_jobs WHERE seq > $1 ORDER BY seq LIMIT $2"  # noqa: S608
-)
+SELECT_PAGE: Final = f"SELECT {JOB_COLUMNS} FROM akool_jobs WHERE seq > $1 ORDER BY seq LIMIT $2"  # noqa: S608
 SELECT_COUNTS: Final = "SELECT state, count(*) FROM akool_jobs GROUP BY state"
 LEASE_OF: Final = "SELECT owner, lease_until, lease_until < now() FROM akool_jobs WHERE key = $1"
 

@@ -7,9 +7,10 @@ worker thread. Nothing here touches the event loop.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
-from collections.abc import Iterator
-from typing import Any, Final, Literal
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, Literal, cast
 
 from ._errors import JournalBindingError, JournalError, JournalFormatError
 from ._records import JobRecord, JobState
@@ -185,3 +186,29 @@ def bind_identity(
                 conn.execute("INSERT INTO journal_meta (name, value) VALUES (?, ?)", (field, value))
             elif row[0] != value:
                 raise JournalBindingError(path, field, stored=row[0], given=value)
+
+
+#: Download facts (path, size, ETag, sha256) recorded right before a file is published, so
+#: a run killed before :meth:`set_local_path` can recognise the file. Created on first use:
+#: journals of schema 1 gain it without a version change (older readers ignore it).
+_DOWNLOADS: Final = (
+    "CREATE TABLE IF NOT EXISTS downloads (key TEXT PRIMARY KEY, facts TEXT NOT NULL) WITHOUT ROWID"
+)
+
+
+def put_download(conn: sqlite3.Connection, key: str, facts: Mapping[str, Any]) -> None:
+    """Record (or replace) the download facts of ``key``."""
+    with write_transaction(conn):
+        conn.execute(_DOWNLOADS)
+        conn.execute(
+            "INSERT OR REPLACE INTO downloads (key, facts) VALUES (?, ?)", (key, json.dumps(facts))
+        )
+
+
+def get_download(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+    """The download facts recorded for ``key``, or None."""
+    tables = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'downloads'").fetchone()
+    if tables is None:
+        return None
+    row = conn.execute("SELECT facts FROM downloads WHERE key = ?", (key,)).fetchone()
+    return None if row is None else cast("dict[str, Any]", json.loads(row[0]))

@@ -23,17 +23,12 @@ cache, which the kernel writes out. A power loss or kernel crash may lose the la
 transactions (never corrupt the file); pass ``synchronous="FULL"`` to fsync every commit
 and be durable against that too, at the cost of one fsync per state change.
 
-Threading: stdlib ``sqlite3`` blocks, so every call runs off the event loop in a worker
-thread through ``anyio.to_thread.run_sync`` with a ``CapacityLimiter(1)``: one
-connection (``check_same_thread=False``), one call at a time, each call one short
-transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``). Many tasks may call concurrently; their
-calls are serialised in arrival order.
+Threading: every call runs in a worker thread (``anyio.to_thread``, ``CapacityLimiter(1)``)
+on one connection, one short ``BEGIN IMMEDIATE`` transaction at a time, in arrival order.
 
-Cancellation: every write is shielded. Once a write method is called it runs to its end
-(the transaction either commits or rolls back as a whole) and returns; a pending
-cancellation is delivered at the caller's next checkpoint. This matters for
-``mark_created``: a batch cancelled just after a create returned must still record the
-task id. Reads are not shielded; a cancelled read does no harm.
+Cancellation: every write is shielded: once called it commits or rolls back as a whole,
+and a pending cancellation reaches the caller at its next checkpoint (``mark_created``
+must record a task id even for a batch cancelled just after the create). Reads are not.
 """
 
 from __future__ import annotations
@@ -70,7 +65,9 @@ from ._schema import (
     bind_identity,
     create_schema,
     enable_wal,
+    get_download,
     inspect,
+    put_download,
     row_to_record,
     write_transaction,
 )
@@ -526,6 +523,14 @@ class Journal:
             lambda rec: attrs.evolve(rec, local_path=local),
             "set the local path of",
         )
+
+    async def expect_download(self, key: str, facts: Mapping[str, Any]) -> None:
+        """Record a download's facts (path, size, etag, sha256) before it is published."""
+        await self._write(lambda conn: put_download(conn, key, facts))
+
+    async def expected_download(self, key: str) -> dict[str, Any] | None:
+        """The facts :meth:`expect_download` recorded for ``key``, or None."""
+        return await self._read(lambda conn: get_download(conn, key))
 
     async def _transition(
         self, key: str, target: JobState, change: Callable[[JobRecord], JobRecord]

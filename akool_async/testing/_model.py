@@ -113,6 +113,8 @@ class TaskInfo:
     will_fail: bool
     price: int
     webhook_url: str | None
+    #: The ``stats.creates`` key of the create that made this swap (None: an analysis).
+    fingerprint: str | None = None
 
 
 @attrs.frozen(kw_only=True)

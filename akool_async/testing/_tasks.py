@@ -62,6 +62,7 @@ class SimTask:
         self.video_url = video_url
         self.webhook_url = webhook_url
         self.fields = fields
+        self.fingerprint: str | None = None  # set for swaps: the create body's fingerprint
         # Only analyses detect people.
         self.people = people_in(video_url) if kind == "analysis" else 0
 
@@ -216,7 +217,8 @@ class TaskBook:
             webhook_url=webhook_url,
             fields=fields,
         )
-        self.count_create(body, state)
+        task.fingerprint = self.fingerprint(body, state)
+        self.creates[task.fingerprint] += 1
         return task
 
     def fingerprint(self, body: Mapping[str, Any], state: AccountState) -> str:
@@ -278,6 +280,7 @@ class TaskBook:
             will_fail=task.will_fail,
             price=task.price,
             webhook_url=task.webhook_url,
+            fingerprint=task.fingerprint,
         )
 
     def counts(self) -> dict[str, dict[str, int]]:
