@@ -654,6 +654,35 @@ async def test_event_for_unknown_task_is_kept_for_a_later_owner(store_url: str) 
         assert events[0].id < events[1].id
 
 
+async def test_a_jobs_events_go_once_its_outcome_is_recorded(store_url: str) -> None:
+    """Completing a job deletes its task's stored events; other tasks' events stay."""
+    async with PostgresStore(store_url) as store:
+        await drive(store, "a", JobState.CREATED)  # task id "task-a"
+        await store.record_event("task-a", '{"status": 3}')
+        await store.record_event("task-b", '{"status": 3}')
+        await store.mark_completed("a", {"_id": "task-a", "status": 3})
+        assert await store.pending_events(["task-a"]) == []
+        assert [e.task_id for e in await store.pending_events(["task-a", "task-b"])] == ["task-b"]
+
+
+async def test_unclaimed_events_older_than_eight_days_go_at_open(store_url: str) -> None:
+    """An event no job claimed is pruned by the next open once it is 8 days old."""
+    async with PostgresStore(store_url) as store:
+        await store.record_event("task-old", '{"status": 3}')
+        await store.record_event("task-new", '{"status": 3}')
+    conn = await asyncpg.connect(store_url)
+    try:
+        await conn.execute(
+            "UPDATE akool_events SET received = now() - interval '9 days' "
+            "WHERE task_id = 'task-old'"
+        )
+    finally:
+        await conn.close()
+    async with PostgresStore(store_url) as later:
+        events = await later.pending_events(["task-old", "task-new"])
+    assert [e.task_id for e in events] == ["task-new"]
+
+
 # --------------------------------------------------------------------------- rate budget
 
 

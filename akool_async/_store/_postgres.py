@@ -464,6 +464,9 @@ class PostgresStore(PostgresDatabase):
                 raise JournalStateError(f"no job with key {key!r} in the journal", key=key)
             new = attrs.evolve(change(self._take(row)), updated_at=now)
             await self._store(conn, new)
+            if new.state.is_terminal and new.task_id is not None:
+                # Its outcome is recorded: the task's webhook events have done their job.
+                await conn.execute(sql.DELETE_EVENTS, [new.task_id])
             return new
 
         result: JobRecord = await self._write(run)

@@ -195,6 +195,7 @@ class PostgresDatabase:
         meta = {row[0]: row[1] for row in await conn.fetch(sql.META)}
         self._check_version(meta.get("schema_version"))
         await conn.execute(sql.DOWNLOADS_TABLE)
+        await conn.execute(sql.PRUNE_EVENTS)
         await self._bind_in(conn, meta, self._account, self._base_url)
         await conn.execute(sql.REGISTER_MEMBER, self._member, self._host, os.getpid())
 

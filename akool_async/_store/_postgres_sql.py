@@ -15,8 +15,10 @@ __all__ = [
     "CLAIM_KEYS",
     "CLAIM_NEXT",
     "DELETE_EVENTS",
+    "DOWNLOADS_TABLE",
     "DURATIONS",
     "EVENTS_FOR",
+    "GET_DOWNLOAD",
     "HEARTBEAT_JOBS",
     "INSERT_DURATION",
     "INSERT_EVENT",
@@ -28,7 +30,9 @@ __all__ = [
     "META",
     "NOTIFY_CHANNEL",
     "PRUNE_DURATIONS",
+    "PRUNE_EVENTS",
     "PRUNE_MEMBERS",
+    "PUT_DOWNLOAD",
     "REGISTER_MEMBER",
     "RELEASE_ALL",
     "RELEASE_KEYS",
@@ -200,6 +204,8 @@ EVENTS_FOR: Final = """
     SELECT id, task_id, payload, extract(epoch FROM received)::float8 FROM akool_events
     WHERE task_id = ANY($1::text[]) ORDER BY id"""
 DELETE_EVENTS: Final = "DELETE FROM akool_events WHERE task_id = ANY($1::text[])"
+#: Events no job claimed within 8 days (Akool deletes outputs after 7) go at each open.
+PRUNE_EVENTS: Final = "DELETE FROM akool_events WHERE received < now() - interval '8 days'"
 
 # The token bucket in one statement. The row is locked first (FOR UPDATE returns the
 # newest version after waiting), refilled by the server time elapsed at rate * factor up to
