@@ -274,17 +274,26 @@ class CrashBeforeRecordingJournal(Journal):
         raise OSError(errno.EIO, "Input/output error")
 
 
+async def run_and_crash_before_recording(
+    client: akool.AkoolClient, job: akool.CharacterSwap, path: Path, out: Path
+) -> tuple[akool.Outcome, dict[str, Any] | None]:
+    """One batch whose journal dies right after the download: its outcome and the
+    download facts the journal recorded before the file appeared."""
+    journal = await CrashBeforeRecordingJournal.open(path)
+    try:
+        async with client.batch([job], journal=journal, download_dir=out) as outcomes:
+            (first,) = [o async for o in outcomes]
+        return first, await journal.expected_download(first.key)
+    finally:
+        await journal.aclose()
+
+
 async def test_saved_but_unrecorded_download_is_taken_as_done(tmp_path: Path) -> None:
     """A file saved by a run that failed to journal it is recorded on rerun, not refused."""
     path, out = tmp_path / "run.db", tmp_path / "out"
     job = char(1)
     async with sim() as s, client_for(s) as client:
-        journal = await CrashBeforeRecordingJournal.open(path)
-        try:
-            async with client.batch([job], journal=journal, download_dir=out) as outcomes:
-                (first,) = [o async for o in outcomes]
-        finally:
-            await journal.aclose()
+        first, _ = await run_and_crash_before_recording(client, job, path, out)
         assert first.path is not None
         assert first.path.exists()
         async with client.batch([job], journal=path, download_dir=out) as outcomes:
@@ -308,13 +317,7 @@ async def test_a_file_that_is_not_the_recorded_download_is_kept_and_reported(
     path, out = tmp_path / "run.db", tmp_path / "out"
     job = char(1)
     async with sim() as s, client_for(s) as client:
-        journal = await CrashBeforeRecordingJournal.open(path)
-        try:
-            async with client.batch([job], journal=journal, download_dir=out) as outcomes:
-                (first,) = [o async for o in outcomes]
-            facts = await journal.expected_download(first.key)
-        finally:
-            await journal.aclose()
+        first, facts = await run_and_crash_before_recording(client, job, path, out)
         assert first.path is not None
         saved = first.path.read_bytes()
         assert facts is not None
