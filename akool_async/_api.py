@@ -290,8 +290,13 @@ class Api:
                         before_send=before_send,
                     )
             except RateLimitError as err:
-                self._throttled(err.retry_after)
-                if self.shared_budget is not None:
+                if self.shared_budget is None:
+                    self._throttled(err.retry_after)
+                else:
+                    # The fleet's bucket is the one rate: cut it, not this member's pacers
+                    # (each sees only its share of the traffic and would cut below it).
+                    self._get_pacer.pause(err.retry_after)
+                    self._create_pacer.pause(err.retry_after)
                     await self.shared_budget.throttled()
                 raise
             except AkoolError:

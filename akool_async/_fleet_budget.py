@@ -23,19 +23,36 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-from ._clock import Clock
-from ._pacing import COOLDOWN, DECREASE, FLOOR, INCREASE
+import anyio
 
-__all__ = ["BudgetStore", "SharedBudget", "budget_rate"]
+from ._clock import Clock
+from ._pacing import COOLDOWN, DECREASE, FLOOR
+
+__all__ = [
+    "RECOVERY",
+    "STOCK_SECONDS",
+    "TOKENS_PER_TAKE",
+    "BudgetStore",
+    "SharedBudget",
+    "budget_rate",
+]
+
+#: Tokens a member takes from the store per transaction (its burst share, roughly).
+TOKENS_PER_TAKE = 4
+#: Seconds after which tokens taken but not used lapse.
+STOCK_SECONDS = 0.25
+#: Added to the fleet's rate factor per granted token (additive increase): a full climb
+#: from a cut takes some thousand requests, so overshoots of the limit stay short.
+RECOVERY = 0.0002
 
 
 class BudgetStore(Protocol):
     """The store's side of the shared budget (``PostgresStore``)."""
 
-    async def take_token(
-        self, account: str, rate: float, burst: float, *, recovery: float = ...
-    ) -> float:
-        """Take a token: 0.0 when granted, else seconds until one is due."""
+    async def take_tokens(
+        self, account: str, rate: float, burst: float, count: int, *, recovery: float = ...
+    ) -> tuple[int, float]:
+        """Take up to ``count`` tokens: (granted, seconds until one is due if none)."""
         ...
 
     async def throttled(
@@ -64,20 +81,38 @@ class SharedBudget:
         self._burst = max(1.0, rate / 20)
         self._clock = clock
         self.throttles = 0
+        self._stock = 0  # tokens taken from the store and not used yet
+        self._stock_until = 0.0  # monotonic time they lapse
+        self._refill = anyio.Lock()
 
     async def acquire(self) -> None:
-        """Wait for this request's token from the fleet's bucket."""
-        while True:
-            wait = await self._store.take_token(
-                self._account, self.rate, self._burst, recovery=INCREASE
-            )
-            if wait <= 0:
-                return
-            await self._clock.sleep(wait)
+        """Wait for this request's token from the fleet's bucket.
+
+        Tokens are taken :data:`TOKENS_PER_TAKE` at a time (one store transaction per few
+        requests, not per request) and lapse unused after :data:`STOCK_SECONDS`, so a
+        member never saves tokens for a later burst.
+        """
+        async with self._refill:
+            while not self._take_from_stock():
+                granted, wait = await self._store.take_tokens(
+                    self._account, self.rate, self._burst, TOKENS_PER_TAKE, recovery=RECOVERY
+                )
+                if granted:
+                    self._stock = granted
+                    self._stock_until = self._clock.monotonic() + STOCK_SECONDS
+                else:
+                    await self._clock.sleep(wait)
+
+    def _take_from_stock(self) -> bool:
+        if self._stock > 0 and self._clock.monotonic() < self._stock_until:
+            self._stock -= 1
+            return True
+        return False
 
     async def throttled(self) -> None:
         """The server refused a request for rate: slow every member down (once per burst)."""
         self.throttles += 1
+        self._stock = 0  # as the store's bucket is emptied: no burst right after a cut
         await self._store.throttled(
             self._account, DECREASE, floor=FLOOR, cooldown=COOLDOWN / self.rate
         )

@@ -104,11 +104,15 @@ class Pacer:
         """Successes per second over the recent window (``inf`` when unknown)."""
         return _rate(self._accepted)
 
+    def pause(self, retry_after: float | None) -> None:
+        """Send nothing for ``retry_after`` seconds (a Retry-After), without a cut."""
+        if retry_after is not None and retry_after > 0:
+            self._paused_until = max(self._paused_until, self._clock.monotonic() + retry_after)
+
     def throttled(self, retry_after: float | None = None) -> None:
         """The server refused a request for rate: pause for Retry-After, cut the rate once."""
         self.throttles += 1
-        if retry_after is not None and retry_after > 0:
-            self._paused_until = max(self._paused_until, self._clock.monotonic() + retry_after)
+        self.pause(retry_after)
         self._throttles_since_cut += 1
         if self._since_cut < COOLDOWN and self._throttles_since_cut < COOLDOWN // 4:
             return

@@ -131,6 +131,11 @@ class SimProcess:
         result: dict[str, Any] = self.query("stats")
         return result
 
+    def counters(self) -> tuple[int, int]:
+        """``(total requests, rate-limited requests)``: a cheap query to sample often."""
+        total, limited = self.query("counters")
+        return int(total), int(limited)
+
     def tasks(self) -> dict[str, tuple[float, float]]:
         """Task id -> (created, finished) in simulated seconds since the simulator started."""
         return {k: (v[0], v[1]) for k, v in self.query("tasks").items()}
@@ -181,9 +186,12 @@ def _answer(sim: Any, what: str) -> Any:
             "polls": dict(s.polls),
             "total": s.total_requests,
             "rate_limited": s.rate_limited,
+            "duplicate_creates": s.duplicate_creates,
             "max_concurrent_creates": s.max_concurrent_creates,
             "tasks": {k: dict(v) for k, v in s.tasks.items()},
         }
+    if what == "counters":  # without building the whole snapshot (it walks every task)
+        return [sum(sim._requests.values()), sim._accounts.rate_limited]
     if what == "tasks":
         return {t.id: [t.create_s, t.t_done] for t in sim._tasks.values()}
     if what == "log":

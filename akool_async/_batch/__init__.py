@@ -283,7 +283,10 @@ class Batch:
     async def _create_worker(self) -> None:
         """Take jobs one at a time and create them (head swaps wait in a task of their own)."""
         while True:
-            todo = await self._intake.next_job()
+            if self._fleet is not None and self._intake.from_iterable:
+                todo = await self._fleet.next_unheld(self._intake.next_job, self._leave_held)
+            else:
+                todo = await self._intake.next_job()
             if todo is None:
                 if self._intake.from_iterable and self._intake_open:
                     self._intake_open = False
@@ -307,6 +310,14 @@ class Batch:
                 self._tg.start_soon(self._run_job, job)
             else:
                 await self._run_job(job)
+
+    def _leave_held(self, todo: Todo) -> None:
+        """A job another live member holds: theirs to report, unless they die first."""
+        assert self._fleet is not None
+        assert todo.request is not None
+        self._enter()
+        handle = self._stream.new_handle(todo.key)
+        self._fleet.leave(todo.key, _Job(todo.key, todo.request, handle, state="pending"))
 
     # -- one job --------------------------------------------------------------------------
 

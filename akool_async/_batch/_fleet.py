@@ -15,7 +15,9 @@ What the member does besides its own jobs, in a task of the batch's group:
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import logging
 import math
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
@@ -29,6 +31,7 @@ from akool_async._fleet_budget import SharedBudget, budget_rate
 from akool_async._store import JobRecord, JobState, PostgresStore
 
 from ._estimate import AdaptiveTiming
+from ._intake import Todo
 
 if TYPE_CHECKING:
     from akool_async._api import Api
@@ -38,7 +41,10 @@ if TYPE_CHECKING:
 __all__ = ["FleetMember", "RecordingTiming", "bucket_name"]
 
 _J = TypeVar("_J")
+_logger = logging.getLogger("akool_async")
 
+#: Jobs of the input read at a time, so that one query finds those another member holds.
+WINDOW = 64
 #: Stored durations a new member seeds each bucket with.
 SEEDED_DURATIONS = 256
 #: States in which a job has had (or will get from its live owner) its one outcome.
@@ -97,6 +103,8 @@ class FleetMember(Generic[_J]):
         self.timing = RecordingTiming(scheduler.timing, self._record_duration)
         scheduler.timing = self.timing
         self._tg: TaskGroup | None = None
+        self._window: collections.deque[Todo] = collections.deque()
+        self._window_lock = anyio.Lock()
         self.budget: SharedBudget | None = None
         if api is not None:
             rate = budget_rate(api.poll_policy.max_polls_per_second,
@@ -135,6 +143,31 @@ class FleetMember(Generic[_J]):
         """The batch's own input is exhausted: start taking over lapsed jobs."""
         self._input_done.set()
 
+    async def next_unheld(
+        self, next_job: Callable[[], Awaitable[Todo | None]], held: Callable[[Todo], None]
+    ) -> Todo | None:
+        """The next job of the input that no other live member holds (None at its end).
+
+        Jobs are read :data:`WINDOW` at a time and checked with one query, instead of one
+        transaction each that the store would refuse; each held one goes to ``held``.
+        """
+        async with self._window_lock:
+            while not self._window:
+                todos: list[Todo] = []
+                while len(todos) < WINDOW and (todo := await next_job()) is not None:
+                    todos.append(todo)
+                if not todos:
+                    return None
+                taken = await self.store.held_elsewhere(
+                    t.key for t in todos if t.request is not None
+                )
+                for todo in todos:
+                    if todo.key in taken and todo.key not in self._foreign:
+                        held(todo)
+                    else:
+                        self._window.append(todo)
+            return self._window.popleft()
+
     def leave(self, key: str, job: _J) -> None:
         """``key`` is owned by another live member: this batch gives no outcome unless its
         owner dies before finishing it."""
@@ -159,6 +192,7 @@ class FleetMember(Generic[_J]):
                     settled(self._foreign.pop(key))
             if not self._foreign:
                 continue
+            resumed = 0
             for record in await self.store.claim(self._foreign):
                 job = self._foreign.pop(record.key)
                 if _finished(record) and record.state is not JobState.UNCERTAIN:
@@ -167,7 +201,10 @@ class FleetMember(Generic[_J]):
                     await self.store.release([record.key])
                     settled(job)
                 else:
+                    resumed += 1
                     tg.start_soon(self._resume, resume, job, record)
+            if resumed:
+                _logger.info("took over %d job(s) whose owner's lease lapsed", resumed)
             if self._foreign:
                 await self._clock.sleep(self.store.lease_ttl / 3)
 

@@ -317,6 +317,13 @@ class PostgresDatabase:
         # Returned outside the block: mypy sees CancelScope.__exit__ as able to swallow.
         return result  # noqa: RET504
 
+    async def held_elsewhere(self, keys: Iterable[str]) -> set[str]:
+        """Those ``keys`` a live member other than this one holds (one query): the keys
+        ``begin`` would refuse with ``JobLeasedError`` now."""
+        ids = list(keys)
+        rows = await self._read(lambda conn: conn.fetch(sql.HELD_ELSEWHERE, ids, self._member))
+        return {row[0] for row in rows}
+
     async def members(self) -> list[Member]:
         """Every registered member, oldest first, with whether it is alive."""
         rows = await self._read(lambda conn: conn.fetch(sql.MEMBERS, self._lease_ttl))
@@ -382,18 +389,28 @@ class PostgresDatabase:
         The bucket refills at ``rate * factor`` per second of server time up to ``burst``;
         each granted token adds ``recovery`` to the factor (additive increase up to 1).
         """
-        rate, burst = positive_number("rate", rate), max(1.0, positive_number("burst", burst))
+        granted, wait = await self.take_tokens(account, rate, burst, 1, recovery=recovery)
+        return 0.0 if granted else wait
 
-        async def run(conn: Connection) -> tuple[float, float]:
-            row = await conn.fetchrow(sql.TAKE_FROM_BUCKET, account, rate, burst, recovery)
+    async def take_tokens(
+        self, account: str, rate: float, burst: float, count: int, *, recovery: float = 0.002
+    ) -> tuple[int, float]:
+        """Take up to ``count`` tokens at once (one transaction): ``(granted, wait)``, where
+        ``wait`` is the seconds until a token is due when none was granted (see
+        :meth:`take_token`)."""
+        rate, burst = positive_number("rate", rate), max(1.0, positive_number("burst", burst))
+        args = (account, rate, burst, recovery, max(1, count))
+
+        async def run(conn: Connection) -> tuple[float, float, float]:
+            row = await conn.fetchrow(sql.TAKE_FROM_BUCKET, *args)
             if row is None:
                 await conn.execute(sql.INSERT_RATE, account, burst)
-                row = await conn.fetchrow(sql.TAKE_FROM_BUCKET, account, rate, burst, recovery)
+                row = await conn.fetchrow(sql.TAKE_FROM_BUCKET, *args)
             assert row is not None
-            return float(row[0]), float(row[1])
+            return float(row[0]), float(row[1]), float(row[2])
 
-        level, factor = await self._write(run)
-        return 0.0 if level >= 1 else (1 - level) / (rate * factor)
+        level, factor, granted = await self._write(run)
+        return int(granted), 0.0 if granted else (1 - level) / (rate * factor)
 
     async def throttled(
         self, account: str, factor: float = 0.9, *, floor: float = 0.1, cooldown: float = 0.0

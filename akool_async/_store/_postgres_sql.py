@@ -20,6 +20,7 @@ __all__ = [
     "EVENTS_FOR",
     "GET_DOWNLOAD",
     "HEARTBEAT_JOBS",
+    "HELD_ELSEWHERE",
     "INSERT_DURATION",
     "INSERT_EVENT",
     "INSERT_JOB",
@@ -139,6 +140,10 @@ SELECT_BY_TASK_ID: Final = (
 SELECT_PAGE: Final = f"SELECT {JOB_COLUMNS} FROM akool_jobs WHERE seq > $1 ORDER BY seq LIMIT $2"  # noqa: S608
 SELECT_COUNTS: Final = "SELECT state, count(*) FROM akool_jobs GROUP BY state"
 LEASE_OF: Final = "SELECT owner, lease_until, lease_until < now() FROM akool_jobs WHERE key = $1"
+# Keys among $1 that a live member other than $2 holds (what begin() would refuse).
+HELD_ELSEWHERE: Final = """
+    SELECT key FROM akool_jobs
+    WHERE key = ANY($1::text[]) AND owner IS NOT NULL AND owner <> $2 AND lease_until >= now()"""
 
 # A new job is owned by its creator from the start. $8 = member id, $9 = lease seconds.
 INSERT_JOB: Final = f"""
@@ -216,21 +221,23 @@ TAKE_FROM_BUCKET: Final = """
     WITH old AS (
         SELECT tokens, updated, factor, clock_timestamp() AS now
         FROM akool_rate WHERE account = $1 FOR UPDATE
-    ), level AS (
+    ), filled AS (
         SELECT GREATEST(updated, now) AS now, factor,
                LEAST($3::float8, tokens + $2::float8 * factor
                      * GREATEST(0, extract(epoch FROM now - updated))::float8) AS tokens
         FROM old
+    ), level AS (
+        SELECT now, factor, tokens, LEAST($5::float8, GREATEST(0, floor(tokens))) AS granted
+        FROM filled
     ), taken AS (
         UPDATE akool_rate SET
-            tokens = level.tokens - CASE WHEN level.tokens >= 1 THEN 1 ELSE 0 END,
+            tokens = level.tokens - level.granted,
             updated = level.now,
-            factor = CASE WHEN level.tokens >= 1 THEN LEAST(1, level.factor + $4::float8)
-                          ELSE level.factor END
+            factor = LEAST(1, level.factor + $4::float8 * level.granted)
         FROM level WHERE account = $1
         RETURNING 1
     )
-    SELECT tokens, factor FROM level"""
+    SELECT tokens, factor, granted FROM level"""
 INSERT_RATE: Final = """
     INSERT INTO akool_rate (account, tokens, updated, factor)
     VALUES ($1, $2, clock_timestamp(), 1) ON CONFLICT (account) DO NOTHING"""
