@@ -36,6 +36,7 @@ from ._postgres_base import DEFAULT_LEASE_TTL, DEFAULT_POOL_SIZE, PostgresDataba
 from ._postgres_db import Connection, Row
 from ._records import ALLOWED_FROM, JobKind, JobRecord, JobState, canonical_json, error_to_json
 from ._schema import row_to_record
+from ._transitions import RecordTransitions
 
 __all__ = ["ALLOWED_FROM", "JobLease", "JobLeasedError", "PostgresStore", "canonical_json"]
 
@@ -67,7 +68,7 @@ def _record(row: Row) -> JobRecord:
     return row_to_record(tuple(row))
 
 
-class PostgresStore(PostgresDatabase):
+class PostgresStore(PostgresDatabase, RecordTransitions):
     """A job store in a PostgreSQL database, shared by every process that opens it.
 
     ::
@@ -314,100 +315,6 @@ class PostgresStore(PostgresDatabase):
         result: JobRecord = await self._write(run)
         return result
 
-    async def mark_sending(self, key: str, *, resubmit_uncertain: bool = False) -> JobRecord:
-        """``pending``/``rejected`` -> ``sending`` (``uncertain`` only with the flag)."""
-
-        def change(rec: JobRecord) -> JobRecord:
-            if rec.state is JobState.UNCERTAIN and not resubmit_uncertain:
-                raise JournalStateError(
-                    f"job {key!r} is uncertain (its create may have created a task); "
-                    "resending it needs resubmit_uncertain=True",
-                    key=key,
-                    state=rec.state.value,
-                    target=JobState.SENDING.value,
-                )
-            return attrs.evolve(rec, attempts=rec.attempts + 1, error_json=None)
-
-        return await self._transition(key, JobState.SENDING, change)
-
-    async def mark_created(
-        self, key: str, task_id: str, *, analysis_id: str | None = None
-    ) -> JobRecord:
-        """``sending`` -> ``created`` with the task id; committed before returning."""
-        if not task_id:
-            raise ValueError("task_id must be a non-empty str")
-
-        def change(rec: JobRecord) -> JobRecord:
-            return attrs.evolve(
-                rec, task_id=task_id, analysis_id=analysis_id or rec.analysis_id, error_json=None
-            )
-
-        return await self._transition(key, JobState.CREATED, change)
-
-    async def mark_uncertain(self, key: str, error: BaseException) -> JobRecord:
-        """``sending`` -> ``uncertain``: the create was sent and its answer lost."""
-        error_json = error_to_json(error)
-        return await self._transition(
-            key, JobState.UNCERTAIN, lambda rec: attrs.evolve(rec, error_json=error_json)
-        )
-
-    async def mark_rejected(self, key: str, error: BaseException) -> JobRecord:
-        """``pending``/``sending`` -> ``rejected``: a definite error, nothing was created."""
-        error_json = error_to_json(error)
-        return await self._transition(
-            key, JobState.REJECTED, lambda rec: attrs.evolve(rec, error_json=error_json)
-        )
-
-    async def mark_completed(self, key: str, result_raw: Mapping[str, Any]) -> JobRecord:
-        """``created`` -> ``completed`` with the result's raw data."""
-        raw_json = canonical_json(dict(result_raw))
-        return await self._transition(
-            key,
-            JobState.COMPLETED,
-            lambda rec: attrs.evolve(rec, result_raw_json=raw_json, error_json=None),
-        )
-
-    async def mark_failed(
-        self, key: str, result_raw: Mapping[str, Any] | None, error: BaseException
-    ) -> JobRecord:
-        """``created`` -> ``failed`` with the result's raw data and the error."""
-        raw_json = None if result_raw is None else canonical_json(dict(result_raw))
-        error_json = error_to_json(error)
-        return await self._transition(
-            key,
-            JobState.FAILED,
-            lambda rec: attrs.evolve(rec, result_raw_json=raw_json, error_json=error_json),
-        )
-
-    async def record_error(self, key: str, error: BaseException) -> JobRecord:
-        """Store a non-terminal error (e.g. ``WaitTimeoutError``) on a ``created`` job."""
-        error_json = error_to_json(error)
-        return await self._update(
-            key,
-            frozenset({JobState.CREATED}),
-            lambda rec: attrs.evolve(rec, error_json=error_json),
-            "record an error on",
-        )
-
-    async def set_analysis_id(self, key: str, analysis_id: str) -> JobRecord:
-        """Store a finished head-swap analysis id before the create (``pending``/``rejected``)."""
-        return await self._update(
-            key,
-            frozenset({JobState.PENDING, JobState.REJECTED}),
-            lambda rec: attrs.evolve(rec, analysis_id=analysis_id),
-            "set the analysis id of",
-        )
-
-    async def set_local_path(self, key: str, path: str | os.PathLike[str]) -> JobRecord:
-        """Record where a ``completed`` job's output was downloaded."""
-        local = os.fspath(path)
-        return await self._update(
-            key,
-            frozenset({JobState.COMPLETED}),
-            lambda rec: attrs.evolve(rec, local_path=local),
-            "set the local path of",
-        )
-
     async def expect_download(self, key: str, facts: Mapping[str, Any]) -> None:
         """Record a download's facts (path, size, etag, sha256) before it is published."""
         text = json.dumps(dict(facts))
@@ -417,43 +324,6 @@ class PostgresStore(PostgresDatabase):
         """The facts :meth:`expect_download` recorded for ``key``, or None."""
         text = await self._read(lambda conn: conn.fetchval(sql.GET_DOWNLOAD, key))
         return None if text is None else cast("dict[str, Any]", json.loads(text))
-
-    async def _transition(
-        self, key: str, target: JobState, change: Callable[[JobRecord], JobRecord]
-    ) -> JobRecord:
-        allowed = ALLOWED_FROM[target]
-
-        def checked(rec: JobRecord) -> JobRecord:
-            if rec.state not in allowed:
-                raise JournalStateError(
-                    f"illegal journal transition for job {key!r}: {rec.state} -> {target} "
-                    f"(allowed from: {', '.join(sorted(s.value for s in allowed))})",
-                    key=key,
-                    state=rec.state.value,
-                    target=target.value,
-                )
-            return attrs.evolve(change(rec), state=target)
-
-        return await self._apply(key, checked)
-
-    async def _update(
-        self,
-        key: str,
-        allowed: frozenset[JobState],
-        change: Callable[[JobRecord], JobRecord],
-        what: str,
-    ) -> JobRecord:
-        def checked(rec: JobRecord) -> JobRecord:
-            if rec.state not in allowed:
-                raise JournalStateError(
-                    f"cannot {what} job {key!r} in state {rec.state} "
-                    f"(allowed in: {', '.join(sorted(s.value for s in allowed))})",
-                    key=key,
-                    state=rec.state.value,
-                )
-            return change(rec)
-
-        return await self._apply(key, checked)
 
     async def _apply(self, key: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
         now = self._clock.wall()

@@ -48,15 +48,7 @@ from akool_async._errors import ConfigurationError
 
 from ._errors import JournalConflictError, JournalError, JournalStateError
 from ._lock import JournalLock
-from ._records import (
-    ALLOWED_FROM,
-    KINDS,
-    JobKind,
-    JobRecord,
-    JobState,
-    canonical_json,
-    error_to_json,
-)
+from ._records import KINDS, JobKind, JobRecord, JobState, canonical_json
 from ._schema import (
     INSERT,
     SELECT_ONE,
@@ -71,6 +63,7 @@ from ._schema import (
     row_to_record,
     write_transaction,
 )
+from ._transitions import RecordTransitions
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "Journal"]
 
@@ -82,7 +75,7 @@ _T = TypeVar("_T")
 _Synchronous = Literal["NORMAL", "FULL"]
 
 
-class Journal:
+class Journal(RecordTransitions):
     """Async access to one journal file. Open it, use it from any number of tasks, close it.
 
     ::
@@ -405,125 +398,6 @@ class Journal:
 
         return await self._write(run)
 
-    async def mark_sending(
-        self, key: str, *, resubmit_uncertain: bool = False, retry_failed: bool = False
-    ) -> JobRecord:
-        """``pending``/``rejected`` -> ``sending``; committed before returning.
-
-        Call it immediately before sending the create. From ``uncertain`` only with
-        ``resubmit_uncertain=True`` (the caller accepts the risk of paying twice).
-        Increments ``attempts`` and clears the stored error. ``retry_failed=True`` moves
-        only a ``failed`` job (its task failed; Akool refunded it) to ``sending``, keeping
-        the failed task's error (and so its id) until the new task is created.
-        """
-        if retry_failed:
-            return await self._update(
-                key,
-                frozenset({JobState.FAILED}),
-                lambda rec: attrs.evolve(
-                    rec, state=JobState.SENDING, attempts=rec.attempts + 1, local_path=None
-                ),
-                "retry the failed task of",
-            )
-
-        def change(rec: JobRecord) -> JobRecord:
-            if rec.state is JobState.UNCERTAIN and not resubmit_uncertain:
-                raise JournalStateError(
-                    f"job {key!r} is uncertain (its create may have created a task); "
-                    "resending it needs resubmit_uncertain=True",
-                    key=key,
-                    state=rec.state.value,
-                    target=JobState.SENDING.value,
-                )
-            return attrs.evolve(rec, attempts=rec.attempts + 1, error_json=None)
-
-        return await self._transition(key, JobState.SENDING, change)
-
-    async def mark_created(
-        self, key: str, task_id: str, *, analysis_id: str | None = None
-    ) -> JobRecord:
-        """``sending`` -> ``created`` with the task id; committed before returning."""
-        if not task_id:
-            raise ValueError("task_id must be a non-empty str")
-
-        def change(rec: JobRecord) -> JobRecord:
-            # error_json is None here unless the job retries a failed task: then it keeps
-            # that task's error (and id) as history.
-            return attrs.evolve(rec, task_id=task_id, analysis_id=analysis_id or rec.analysis_id)
-
-        return await self._transition(key, JobState.CREATED, change)
-
-    async def mark_uncertain(self, key: str, error: BaseException) -> JobRecord:
-        """``sending`` -> ``uncertain``: the create was sent and its answer lost."""
-        error_json = error_to_json(error)
-        return await self._transition(
-            key, JobState.UNCERTAIN, lambda rec: attrs.evolve(rec, error_json=error_json)
-        )
-
-    async def mark_rejected(self, key: str, error: BaseException) -> JobRecord:
-        """``pending``/``sending`` -> ``rejected``: a definite error, nothing was created."""
-        error_json = error_to_json(error)
-        return await self._transition(
-            key, JobState.REJECTED, lambda rec: attrs.evolve(rec, error_json=error_json)
-        )
-
-    async def mark_completed(self, key: str, result_raw: Mapping[str, Any]) -> JobRecord:
-        """``created`` -> ``completed`` with the result's raw data."""
-        raw_json = canonical_json(dict(result_raw))
-        return await self._transition(
-            key,
-            JobState.COMPLETED,
-            lambda rec: attrs.evolve(rec, result_raw_json=raw_json, error_json=None),
-        )
-
-    async def mark_failed(
-        self, key: str, result_raw: Mapping[str, Any] | None, error: BaseException
-    ) -> JobRecord:
-        """``created`` -> ``failed`` with the result's raw data and the error."""
-        raw_json = None if result_raw is None else canonical_json(dict(result_raw))
-        error_json = error_to_json(error)
-        return await self._transition(
-            key,
-            JobState.FAILED,
-            lambda rec: attrs.evolve(rec, result_raw_json=raw_json, error_json=error_json),
-        )
-
-    async def record_error(self, key: str, error: BaseException) -> JobRecord:
-        """Store a non-terminal error (e.g. ``WaitTimeoutError``) on a ``created`` job.
-
-        The state stays ``created``: the remote task may still finish, and a later run
-        resumes polling it by id.
-        """
-        error_json = error_to_json(error)
-        return await self._update(
-            key,
-            frozenset({JobState.CREATED}),
-            lambda rec: attrs.evolve(rec, error_json=error_json),
-            "record an error on",
-        )
-
-    async def set_analysis_id(self, key: str, analysis_id: str) -> JobRecord:
-        """Store a finished head-swap analysis id before the create (``pending``/``rejected``).
-
-        A resumed run can then skip re-analysing the video.
-        """
-        return await self._update(
-            key,
-            frozenset({JobState.PENDING, JobState.REJECTED}),
-            lambda rec: attrs.evolve(rec, analysis_id=analysis_id),
-            "set the analysis id of",
-        )
-
-    async def set_local_path(self, key: str, path: str | os.PathLike[str]) -> JobRecord:
-        """Record where a ``completed`` job's output was downloaded."""
-        local = os.fspath(path)
-        return await self._update(
-            key,
-            frozenset({JobState.COMPLETED}),
-            lambda rec: attrs.evolve(rec, local_path=local),
-            "set the local path of",
-        )
-
     async def expect_download(self, key: str, facts: Mapping[str, Any]) -> None:
         """Record a download's facts (path, size, etag, sha256) before it is published."""
         await self._write(lambda conn: put_download(conn, key, facts))
@@ -531,43 +405,6 @@ class Journal:
     async def expected_download(self, key: str) -> dict[str, Any] | None:
         """The facts :meth:`expect_download` recorded for ``key``, or None."""
         return await self._read(lambda conn: get_download(conn, key))
-
-    async def _transition(
-        self, key: str, target: JobState, change: Callable[[JobRecord], JobRecord]
-    ) -> JobRecord:
-        allowed = ALLOWED_FROM[target]
-
-        def checked(rec: JobRecord) -> JobRecord:
-            if rec.state not in allowed:
-                raise JournalStateError(
-                    f"illegal journal transition for job {key!r}: {rec.state} -> {target} "
-                    f"(allowed from: {', '.join(sorted(s.value for s in allowed))})",
-                    key=key,
-                    state=rec.state.value,
-                    target=target.value,
-                )
-            return attrs.evolve(change(rec), state=target)
-
-        return await self._apply(key, checked)
-
-    async def _update(
-        self,
-        key: str,
-        allowed: frozenset[JobState],
-        change: Callable[[JobRecord], JobRecord],
-        what: str,
-    ) -> JobRecord:
-        def checked(rec: JobRecord) -> JobRecord:
-            if rec.state not in allowed:
-                raise JournalStateError(
-                    f"cannot {what} job {key!r} in state {rec.state} "
-                    f"(allowed in: {', '.join(sorted(s.value for s in allowed))})",
-                    key=key,
-                    state=rec.state.value,
-                )
-            return change(rec)
-
-        return await self._apply(key, checked)
 
     async def _apply(self, key: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
         now = self._clock.wall()
