@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import attrs
 
@@ -31,16 +31,14 @@ from akool_async._clock import Clock
 from akool_async._errors import SubmissionUncertainError
 
 from . import _postgres_sql as sql
-from ._errors import JournalConflictError, JournalError, JournalStateError
+from ._base import StoreBase
+from ._errors import JournalError, JournalStateError
 from ._postgres_base import DEFAULT_LEASE_TTL, DEFAULT_POOL_SIZE, PostgresDatabase
 from ._postgres_db import Connection, Row
 from ._records import ALLOWED_FROM, JobKind, JobRecord, JobState, canonical_json, error_to_json
 from ._schema import row_to_record
-from ._transitions import RecordTransitions
 
 __all__ = ["ALLOWED_FROM", "JobLease", "JobLeasedError", "PostgresStore", "canonical_json"]
-
-_KINDS: Final = frozenset({"character_swap", "head_swap"})
 
 
 class JobLeasedError(JournalError):
@@ -68,7 +66,7 @@ def _record(row: Row) -> JobRecord:
     return row_to_record(tuple(row))
 
 
-class PostgresStore(PostgresDatabase, RecordTransitions):
+class PostgresStore(PostgresDatabase, StoreBase):
     """A job store in a PostgreSQL database, shared by every process that opens it.
 
     ::
@@ -115,13 +113,6 @@ class PostgresStore(PostgresDatabase, RecordTransitions):
         await store._aopen()
         return store
 
-    async def __aenter__(self) -> PostgresStore:
-        await self._aopen()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     # ------------------------------------------------------------------ reads
 
     async def get(self, key: str) -> JobRecord | None:
@@ -134,29 +125,9 @@ class PostgresStore(PostgresDatabase, RecordTransitions):
         row = await self._read(lambda conn: conn.fetchrow(sql.SELECT_BY_TASK_ID, task_id))
         return None if row is None else _record(row)
 
-    async def records(self, states: Iterable[JobState | str] | None = None) -> list[JobRecord]:
-        """All records (or those in ``states``) in insertion order."""
-        return [rec async for rec in self.iter_records(states)]
-
-    async def iter_records(
-        self, states: Iterable[JobState | str] | None = None, *, page_size: int = 1000
-    ) -> AsyncIterator[JobRecord]:
-        """Records (or those in ``states``) in insertion order, read ``page_size`` at a time."""
-        wanted = None if states is None else frozenset(JobState(s) for s in states)
-        last = 0
-        while True:
-
-            async def page(conn: Connection, after: int = last) -> Any:
-                return await conn.fetch(sql.SELECT_PAGE, after, page_size)
-
-            rows = await self._read(page)
-            if not rows:
-                return
-            for row in rows:
-                rec = _record(row)
-                if wanted is None or rec.state in wanted:
-                    yield rec
-            last = rows[-1][0]
+    async def _page(self, after: int, limit: int) -> list[JobRecord]:
+        rows = await self._read(lambda conn: conn.fetch(sql.SELECT_PAGE, after, limit))
+        return [_record(row) for row in rows]
 
     async def counts(self) -> dict[JobState, int]:
         """Number of records in every state (states with none give 0)."""
@@ -281,13 +252,7 @@ class PostgresStore(PostgresDatabase, RecordTransitions):
         Raises :class:`JournalConflictError` if ``key`` exists with another kind or
         fingerprint, :class:`JobLeasedError` if a live member holds it.
         """
-        if not isinstance(key, str):
-            raise TypeError(f"journal key must be a str, got {type(key).__name__}")
-        if not key:
-            raise ValueError("journal key must not be empty")
-        if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
-        request_json = canonical_json(dict(request))
+        request_json = self._request_json(key, kind, request)
         now = self._clock.wall()
 
         async def run(conn: Connection) -> JobRecord:
@@ -299,15 +264,7 @@ class PostgresStore(PostgresDatabase, RecordTransitions):
                 return _record(row)
             row = await conn.fetchrow(sql.SELECT_FOR_UPDATE, key)
             assert row is not None  # the conflict was on this key; rows are never deleted
-            stored = _record(row)
-            if stored.fingerprint != fingerprint or stored.kind != kind:
-                raise JournalConflictError(
-                    key,
-                    kind=kind,
-                    fingerprint=fingerprint,
-                    stored_kind=stored.kind,
-                    stored_fingerprint=stored.fingerprint,
-                )
+            self._check_same_request(_record(row), kind, fingerprint)
             rec = self._take(row)
             await self._store(conn, rec)
             return rec

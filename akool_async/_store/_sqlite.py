@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, TypeVar
 
 import anyio
@@ -46,9 +46,10 @@ import attrs
 from akool_async._clock import SYSTEM_CLOCK, Clock
 from akool_async._errors import ConfigurationError
 
-from ._errors import JournalConflictError, JournalError, JournalStateError
+from ._base import StoreBase
+from ._errors import JournalError, JournalStateError
 from ._lock import JournalLock
-from ._records import KINDS, JobKind, JobRecord, JobState, canonical_json
+from ._records import JobKind, JobRecord, JobState
 from ._schema import (
     INSERT,
     SELECT_ONE,
@@ -63,9 +64,8 @@ from ._schema import (
     row_to_record,
     write_transaction,
 )
-from ._transitions import RecordTransitions
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT", "Journal"]
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "Journal", "count_states", "read_page"]
 
 #: Seconds a call waits for a lock held by another process before failing.
 DEFAULT_BUSY_TIMEOUT: Final = 10.0
@@ -75,7 +75,7 @@ _T = TypeVar("_T")
 _Synchronous = Literal["NORMAL", "FULL"]
 
 
-class Journal(RecordTransitions):
+class Journal(StoreBase):
     """Async access to one journal file. Open it, use it from any number of tasks, close it.
 
     ::
@@ -160,13 +160,6 @@ class Journal(RecordTransitions):
         )
         await journal._aopen()
         return journal
-
-    async def __aenter__(self) -> Journal:
-        await self._aopen()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     @property
     def path(self) -> str:
@@ -307,44 +300,13 @@ class Journal(RecordTransitions):
 
         return await self._read(run)
 
-    async def records(self, states: Iterable[JobState | str] | None = None) -> list[JobRecord]:
-        """All records (or those in ``states``) in insertion order."""
-        return [rec async for rec in self.iter_records(states)]
-
-    async def iter_records(
-        self, states: Iterable[JobState | str] | None = None, *, page_size: int = 1000
-    ) -> AsyncIterator[JobRecord]:
-        """Records (or those in ``states``) in insertion order, read ``page_size`` at a time.
-
-        Each page is its own short read, so writers are never blocked by a slow consumer;
-        records inserted while iterating appear if they come after the current page.
-        """
-        wanted = None if states is None else frozenset(JobState(s) for s in states)
-        last = 0
-        while True:
-
-            def page(conn: sqlite3.Connection, after: int = last) -> list[JobRecord]:
-                rows = conn.execute(SELECT_PAGE, (after, page_size)).fetchall()
-                return [row_to_record(row) for row in rows]
-
-            batch = await self._read(page)
-            if not batch:
-                return
-            for rec in batch:
-                if wanted is None or rec.state in wanted:
-                    yield rec
-            last = batch[-1].seq
+    async def _page(self, after: int, limit: int) -> list[JobRecord]:
+        return await self._read(lambda conn: read_page(conn, after, limit))
 
     async def counts(self) -> dict[JobState, int]:
         """Number of records in every state (states with none give 0)."""
 
-        def run(conn: sqlite3.Connection) -> dict[JobState, int]:
-            found = dict.fromkeys(JobState, 0)
-            for state, n in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
-                found[JobState(state)] = n
-            return found
-
-        return await self._read(run)
+        return await self._read(count_states)
 
     # ------------------------------------------------------------------ writes
 
@@ -356,13 +318,7 @@ class Journal(RecordTransitions):
         Raises :class:`JournalConflictError` if ``key`` exists with another kind or
         fingerprint. ``request`` is stored as canonical JSON.
         """
-        if not isinstance(key, str):
-            raise TypeError(f"journal key must be a str, got {type(key).__name__}")
-        if not key:
-            raise ValueError("journal key must not be empty")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-        request_json = canonical_json(dict(request))
+        request_json = self._request_json(key, kind, request)
         now = self._clock.wall()
 
         def run(conn: sqlite3.Connection) -> JobRecord:
@@ -370,14 +326,7 @@ class Journal(RecordTransitions):
                 row = conn.execute(SELECT_ONE, (key,)).fetchone()
                 if row is not None:
                     stored = row_to_record(row)
-                    if stored.fingerprint != fingerprint or stored.kind != kind:
-                        raise JournalConflictError(
-                            key,
-                            kind=kind,
-                            fingerprint=fingerprint,
-                            stored_kind=stored.kind,
-                            stored_fingerprint=stored.fingerprint,
-                        )
+                    self._check_same_request(stored, kind, fingerprint)
                     return stored
                 cur = conn.execute(
                     INSERT,
@@ -435,3 +384,16 @@ class Journal(RecordTransitions):
 
     def __repr__(self) -> str:
         return f"Journal({self._path!r}, {self._state})"
+
+
+def read_page(conn: sqlite3.Connection, after: int, limit: int) -> list[JobRecord]:
+    """Up to ``limit`` records of a journal with ``seq > after``, in ``seq`` order."""
+    return [row_to_record(row) for row in conn.execute(SELECT_PAGE, (after, limit))]
+
+
+def count_states(conn: sqlite3.Connection) -> dict[JobState, int]:
+    """Number of a journal's records in every state (states with none give 0)."""
+    found = dict.fromkeys(JobState, 0)
+    for state, n in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+        found[JobState(state)] = n
+    return found

@@ -1,31 +1,33 @@
-"""The job state machine written once, for every store.
+"""What every job store shares, written once: ``async with``, begin's checks, the state machine.
 
-:class:`RecordTransitions` implements the transition and update methods of
+:class:`StoreBase` implements the transition and update methods of
 :class:`~akool_async._store.JobStore` (``mark_*``, ``record_error``, ``set_*``) as pure
-changes of a :class:`JobRecord`. A store supplies one method, :meth:`~RecordTransitions._apply`,
-which reads the row, calls the change and writes the result back in one transaction, so the
-state check is a compare-and-set (SQLite: ``BEGIN IMMEDIATE``; Postgres: ``FOR UPDATE``).
+changes of a :class:`JobRecord`. A store supplies :meth:`~StoreBase._apply`, which reads the
+row, calls the change and writes the result back in one transaction, so the state check is
+a compare-and-set (SQLite: ``BEGIN IMMEDIATE``; Postgres: ``FOR UPDATE``), and
+``_aopen``/``aclose`` for ``async with``.
 """
 
 from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
-from ._errors import JournalStateError
-from ._records import ALLOWED_FROM, JobRecord, JobState, canonical_json, error_to_json
+from ._errors import JournalConflictError, JournalStateError
+from ._records import ALLOWED_FROM, KINDS, JobRecord, JobState, canonical_json, error_to_json
 
-__all__ = ["RecordTransitions"]
+__all__ = ["StoreBase", "records_in_pages"]
 
 _Change = Callable[[JobRecord], JobRecord]
+_Store = TypeVar("_Store", bound="StoreBase")
 
 
-class RecordTransitions(abc.ABC):
-    """Transition methods shared by the stores, built on the store's :meth:`_apply`.
+class StoreBase(abc.ABC):
+    """The part of a job store that does not depend on where records are kept.
 
     Transition methods raise :class:`JournalStateError` on an unknown key (from
     :meth:`_apply`) or an illegal transition, and return the record as committed.
@@ -37,6 +39,62 @@ class RecordTransitions(abc.ABC):
 
         Raises :class:`JournalStateError` when there is no such key; returns the new record.
         """
+
+    @abc.abstractmethod
+    async def _page(self, after: int, limit: int) -> list[JobRecord]:
+        """Up to ``limit`` records with ``seq > after`` in ``seq`` order, in one short read."""
+
+    @abc.abstractmethod
+    async def _aopen(self) -> None:
+        """Open the store (once); raises :class:`JournalStateError` if it was opened before."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Give up ownership and close. Idempotent."""
+
+    async def __aenter__(self: _Store) -> _Store:
+        await self._aopen()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def records(self, states: Iterable[JobState | str] | None = None) -> list[JobRecord]:
+        """All records (or those in ``states``) in insertion order."""
+        return [rec async for rec in self.iter_records(states)]
+
+    def iter_records(
+        self, states: Iterable[JobState | str] | None = None, *, page_size: int = 1000
+    ) -> AsyncIterator[JobRecord]:
+        """Records (or those in ``states``) in insertion order, read ``page_size`` at a time.
+
+        Each page is its own short read, so writers are never blocked by a slow consumer;
+        records inserted while iterating appear if they come after the current page.
+        """
+        return records_in_pages(self._page, states, page_size)
+
+    @staticmethod
+    def _request_json(key: object, kind: str, request: Mapping[str, Any]) -> str:
+        """Check ``begin``'s key and kind; the request as canonical JSON (TypeError if not JSON)."""
+        if not isinstance(key, str):
+            raise TypeError(f"journal key must be a str, got {type(key).__name__}")
+        if not key:
+            raise ValueError("journal key must not be empty")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+        return canonical_json(dict(request))
+
+    @staticmethod
+    def _check_same_request(stored: JobRecord, kind: str, fingerprint: str) -> None:
+        """Raise :class:`JournalConflictError` if ``stored`` was begun for another request."""
+        if stored.fingerprint != fingerprint or stored.kind != kind:
+            raise JournalConflictError(
+                stored.key,
+                kind=kind,
+                fingerprint=fingerprint,
+                stored_kind=stored.kind,
+                stored_fingerprint=stored.fingerprint,
+            )
 
     async def mark_sending(
         self, key: str, *, resubmit_uncertain: bool = False, retry_failed: bool = False
@@ -208,3 +266,22 @@ class RecordTransitions(abc.ABC):
 
 def _names(states: frozenset[JobState]) -> str:
     return ", ".join(sorted(s.value for s in states))
+
+
+async def records_in_pages(
+    read_page: Callable[[int, int], Awaitable[list[JobRecord]]],
+    states: Iterable[JobState | str] | None,
+    page_size: int,
+) -> AsyncIterator[JobRecord]:
+    """Records (or those in ``states``) in ``seq`` order, ``read_page(after_seq, limit)``
+    giving the next ``page_size`` of them each time."""
+    wanted = None if states is None else frozenset(JobState(s) for s in states)
+    last = 0
+    while True:
+        batch = await read_page(last, page_size)
+        if not batch:
+            return
+        for rec in batch:
+            if wanted is None or rec.state in wanted:
+                yield rec
+        last = batch[-1].seq
