@@ -4,8 +4,8 @@
 :class:`~akool_async._store.JobStore` (``mark_*``, ``record_error``, ``set_*``) as pure
 changes of a :class:`JobRecord`. A store supplies :meth:`~StoreBase._apply`, which reads the
 row, calls the change and writes the result back in one transaction, so the state check is
-a compare-and-set (SQLite: ``BEGIN IMMEDIATE``; Postgres: ``FOR UPDATE``), and
-``_aopen``/``aclose`` for ``async with``.
+a compare-and-set (SQLite: ``BEGIN IMMEDIATE``; Postgres: ``FOR UPDATE``); ``_page`` (one
+page of records, for ``records``/``iter_records``); and ``_aopen``/``aclose``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The PostgreSQL job store: the journal's states and rules, shared by a fleet of processes.
 
 Same records, states, transitions, conflict checks and messages as the SQLite
-:class:`~akool_async._journal.Journal` (see its module docstring), in tables of one
-database (``akool_meta``, ``akool_jobs``, ``akool_members``, ``akool_events``,
-``akool_rate``, ``akool_durations``; SQL in ``_store_postgres_sql``). What a fleet adds:
+:class:`~akool_async._store.Journal` (both inherit them from ``_base.StoreBase``), in tables
+of one database (``akool_meta``, ``akool_jobs``, ``akool_members``, ``akool_events``,
+``akool_rate``, ``akool_durations``; SQL in ``_postgres_sql``). What a fleet adds:
 
 - **Leases.** Each process opening the store is a *member* (``host:pid:random``). A job is
   owned by one member until ``lease_until`` (server time); :meth:`PostgresStore.heartbeat`
@@ -12,7 +12,7 @@ database (``akool_meta``, ``akool_jobs``, ``akool_members``, ``akool_events``,
   job only when it is unowned, its lease expired, or it is already ours; a job held by a
   live member raises :class:`JobLeasedError`. Taking over a ``sending`` job from another
   member makes it ``uncertain`` (its create may have gone out): never re-created.
-- **Events, rate, durations, binding**: see ``_store_postgres_base``.
+- **Events, rate, durations, binding**: see ``_postgres_base``.
 
 Each write is one transaction and is shielded from cancellation, as in the journal.
 """
@@ -110,8 +110,7 @@ class PostgresStore(PostgresDatabase, StoreBase):
             pool_size=pool_size,
             clock=clock,
         )
-        await store._aopen()
-        return store
+        return await store.__aenter__()  # opens it, as `async with store` would
 
     # ------------------------------------------------------------------ reads
 
