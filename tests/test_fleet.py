@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import anyio
-import asyncpg
 import pytest
-from pg_cluster import PostgresCluster, postgres_cluster
 
 import akool_async as akool
 import akool_async.webhooks
@@ -18,27 +16,10 @@ from akool_async._converters import request_fingerprint, request_to_dict
 from akool_async._store import PostgresStore
 from akool_async.testing import AkoolSimulator, webhook_body
 
+pytest_plugins = ["pg_fixtures"]  # pg_cluster, store_url
 pytestmark = pytest.mark.anyio
 
 DURATIONS = {"character_swap": 0.2}
-
-
-@pytest.fixture(scope="module")
-def pg_cluster() -> Iterator[PostgresCluster]:
-    """One throwaway PostgreSQL server for this module; a failed start fails the tests."""
-    with postgres_cluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture
-async def store_url(pg_cluster: PostgresCluster) -> str:
-    """The URL of the test database, emptied first."""
-    conn = await asyncpg.connect(pg_cluster.dsn)
-    try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    finally:
-        await conn.close()
-    return pg_cluster.dsn
 
 
 @pytest.fixture

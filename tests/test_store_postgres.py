@@ -1,26 +1,25 @@
-"""The PostgreSQL job store against a real throwaway server: journal rules, leases, fleet."""
+"""The PostgreSQL job store against a real throwaway server: schema, leases, events, fleet.
+
+The rules both stores keep (states, conflicts, records, concurrency, cancellation) are
+tested on both in ``test_store_rules.py``.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
 from conftest import ManualClock
-from pg_cluster import ClusterStartError, PostgresCluster, postgres_cluster
+from job_stores import begin, drive
+from pg_cluster import ClusterStartError, PostgresCluster
 
-from akool_async import CharacterSwap
 from akool_async import _errors as errors
-from akool_async._converters import request_fingerprint
 from akool_async._store import (
-    JobRecord,
     JobState,
     JournalBindingError,
-    JournalConflictError,
     JournalError,
     JournalFormatError,
     JournalStateError,
@@ -28,31 +27,11 @@ from akool_async._store import (
 from akool_async._store._postgres import JobLeasedError, PostgresStore
 from akool_async._store._postgres_base import redact_url
 
+pytest_plugins = ["pg_fixtures"]
 pytestmark = pytest.mark.anyio
 
-REQUEST = {"image": "https://x.test/a.png", "video": "https://x.test/v.mp4", "mode": "animate"}
-FP = request_fingerprint(CharacterSwap(**REQUEST))
 
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PostgresCluster]:
-    """One throwaway PostgreSQL server for the session; a failed start fails the tests."""
-    with postgres_cluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture
-async def store_url(pg_cluster: PostgresCluster) -> str:
-    """The URL of the server's test database, emptied first (a fresh schema, no tables)."""
-    conn = await asyncpg.connect(pg_cluster.dsn)
-    try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    finally:
-        await conn.close()
-    return pg_cluster.dsn
+# --------------------------------------------------------------------------- helpers
 
 
 async def sql(url: str, query: str, *args: Any) -> Any:
@@ -73,60 +52,6 @@ async def expire_leases(url: str, owner: str) -> None:
     )
 
 
-async def begin(store: PostgresStore, key: str) -> JobRecord:
-    """Record ``key`` with the standard request."""
-    return await store.begin(key, kind="character_swap", fingerprint=FP, request=REQUEST)
-
-
-PATHS: dict[JobState, list[str]] = {
-    JobState.PENDING: [],
-    JobState.SENDING: ["sending"],
-    JobState.CREATED: ["sending", "created"],
-    JobState.COMPLETED: ["sending", "created", "completed"],
-    JobState.FAILED: ["sending", "created", "failed"],
-    JobState.UNCERTAIN: ["sending", "uncertain"],
-    JobState.REJECTED: ["rejected"],
-}
-
-# Every legal (from-state, operation) pair, written out independently of the module.
-LEGAL = {
-    (JobState.PENDING, "sending"),
-    (JobState.PENDING, "resubmit"),
-    (JobState.PENDING, "rejected"),
-    (JobState.SENDING, "created"),
-    (JobState.SENDING, "uncertain"),
-    (JobState.SENDING, "rejected"),
-    (JobState.CREATED, "completed"),
-    (JobState.CREATED, "failed"),
-    (JobState.UNCERTAIN, "resubmit"),
-    (JobState.REJECTED, "sending"),
-    (JobState.REJECTED, "resubmit"),
-}
-
-
-def operations(store: PostgresStore, key: str) -> dict[str, Callable[[], Awaitable[JobRecord]]]:
-    """Each state-changing call on ``key``, by name."""
-    lost = errors.ConnectionLostError("lost")
-    return {
-        "sending": lambda: store.mark_sending(key),
-        "resubmit": lambda: store.mark_sending(key, resubmit_uncertain=True),
-        "created": lambda: store.mark_created(key, f"task-{key}"),
-        "uncertain": lambda: store.mark_uncertain(key, lost),
-        "rejected": lambda: store.mark_rejected(key, errors.InsufficientCreditError("no")),
-        "completed": lambda: store.mark_completed(key, {"_id": f"task-{key}", "status": 3}),
-        "failed": lambda: store.mark_failed(key, {"status": 4}, errors.TaskFailedError("x")),
-    }
-
-
-async def drive(store: PostgresStore, key: str, state: JobState) -> JobRecord:
-    """Create ``key`` and move it into ``state``."""
-    rec = await begin(store, key)
-    for step in PATHS[state]:
-        rec = await operations(store, key)[step]()
-    assert rec.state is state
-    return rec
-
-
 def test_cluster_that_cannot_start_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     """Missing server binaries raise ClusterStartError (a failure, not a skip); stop cleans up."""
     monkeypatch.setenv("AKOOL_PG_BINDIR", "/nonexistent/pg/bin")
@@ -139,170 +64,16 @@ def test_cluster_that_cannot_start_fails_loudly(monkeypatch: pytest.MonkeyPatch)
     assert not cluster.root.exists()
 
 
-# --------------------------------------------------------------------------- journal rules
+# ------------------------------------------------------------------ schema, options, task ids
 
 
-async def test_lifecycle_records_every_field(store_url: str) -> None:
-    """A job goes pending -> sending -> created -> completed with ids, raw result and times."""
-    clock = ManualClock(start_wall=1_000.0, wall_step=1.0)  # wall time: 1001, 1002, ...
-    async with PostgresStore(store_url, clock=clock) as store:
-        rec = await begin(store, "a")
-        assert (rec.state, rec.kind, rec.fingerprint, rec.attempts) == (
-            JobState.PENDING,
-            "character_swap",
-            FP,
-            0,
-        )
-        assert rec.request == REQUEST
-        assert rec.created_at == rec.updated_at == 1001.0
-        rec = await store.mark_sending("a")
-        assert (rec.state, rec.attempts, rec.updated_at) == (JobState.SENDING, 1, 1002.0)
-        rec = await store.mark_created("a", "task-9")
-        assert (rec.state, rec.task_id) == (JobState.CREATED, "task-9")
-        rec = await store.mark_completed("a", {"_id": "task-9", "status": 3, "url": "u"})
-        assert rec.state is JobState.COMPLETED
-        assert rec.result_raw == {"_id": "task-9", "status": 3, "url": "u"}
-        assert rec.error is None
-        assert await store.expected_download("a") is None
-        facts = {"path": "/out/a.mp4", "size": 9, "etag": None, "sha256": "ab" * 32}
-        await store.expect_download("a", facts)
-        await store.expect_download("a", {**facts, "size": 10})  # a later download replaces it
-        assert await store.expected_download("a") == {**facts, "size": 10}
+async def test_get_by_task_id_finds_the_job_of_a_task(store_url: str) -> None:
+    """get_by_task_id returns the record whose create returned that id, or None."""
+    async with PostgresStore(store_url) as store:
+        await drive(store, "a", JobState.COMPLETED)  # task id "task-a"
         rec = await store.set_local_path("a", "/out/a.mp4")
-        assert rec.local_path == "/out/a.mp4"
-        assert await store.get("a") == rec
-        assert await store.get_by_task_id("task-9") == rec
+        assert await store.get_by_task_id("task-a") == rec
         assert await store.get_by_task_id("task-0") is None
-
-
-async def test_head_swap_analysis_id_and_failure(store_url: str) -> None:
-    """A head swap keeps its analysis id and a failed task stores its raw data and error."""
-    async with PostgresStore(store_url) as store:
-        await store.begin("h", kind="head_swap", fingerprint="f" * 64, request={"faces": []})
-        await store.set_analysis_id("h", "an-1")
-        await store.mark_sending("h")
-        rec = await store.mark_created("h", "task-2")
-        assert rec.analysis_id == "an-1"
-        err = errors.TaskFailedError("task failed", task_id="task-2", result=object())
-        rec = await store.mark_failed("h", {"_id": "task-2", "status": 4}, err)
-        assert rec.state is JobState.FAILED
-        assert rec.result_raw == {"_id": "task-2", "status": 4}
-        stored = rec.error
-        assert isinstance(stored, errors.TaskFailedError)
-        assert stored.task_id == "task-2"
-        rec2 = await store.begin("h2", kind="head_swap", fingerprint="e" * 64, request={})
-        await store.mark_sending(rec2.key)
-        rec2 = await store.mark_created("h2", "task-3", analysis_id="an-3")
-        assert (rec2.task_id, rec2.analysis_id) == ("task-3", "an-3")
-
-
-@pytest.mark.parametrize("state", list(JobState))
-async def test_transitions_from_each_state_follow_the_table(
-    store_url: str, state: JobState
-) -> None:
-    """From every state, exactly the documented transitions succeed and others raise."""
-    async with PostgresStore(store_url) as store:
-        for name in operations(store, "x"):
-            key = f"{state.value}-{name}"
-            before = await drive(store, key, state)
-            call = operations(store, key)[name]
-            if (state, name) in LEGAL:
-                after = await call()
-                assert after.state is not state or name == "resubmit"
-            else:
-                with pytest.raises(JournalStateError) as info:
-                    await call()
-                assert info.value.key == key
-                assert info.value.state == state.value
-                assert await store.get(key) == before  # nothing changed
-
-
-async def test_uncertain_rejected_and_deadline_rules(store_url: str) -> None:
-    """Uncertain needs resubmit_uncertain, rejected may resend, record_error keeps created."""
-    async with PostgresStore(store_url) as store:
-        await drive(store, "u", JobState.UNCERTAIN)
-        with pytest.raises(JournalStateError, match="resubmit_uncertain=True"):
-            await store.mark_sending("u")
-        rec = await store.mark_sending("u", resubmit_uncertain=True)
-        assert (rec.state, rec.attempts, rec.error_json) == (JobState.SENDING, 2, None)
-
-        await drive(store, "r", JobState.SENDING)
-        err = errors.InsufficientCreditError("low credit", code=1104, http_status=200)
-        rec = await store.mark_rejected("r", err)
-        assert isinstance(rec.error, errors.InsufficientCreditError)
-        assert rec.error.code == 1104
-        rec = await store.mark_sending("r")
-        assert (rec.state, rec.attempts, rec.error) == (JobState.SENDING, 2, None)
-
-        await drive(store, "t", JobState.CREATED)
-        rec = await store.record_error("t", errors.WaitTimeoutError("late", task_id="task-t"))
-        assert rec.state is JobState.CREATED
-        assert isinstance(rec.error, errors.WaitTimeoutError)
-        rec = await store.mark_completed("t", {"status": 3})
-        assert (rec.state, rec.error) == (JobState.COMPLETED, None)
-        with pytest.raises(JournalStateError):
-            await store.record_error("t", errors.WaitTimeoutError("late"))
-
-
-async def test_setters_and_unknown_keys(store_url: str) -> None:
-    """Setters are limited to their states and changing an unknown key raises."""
-    async with PostgresStore(store_url) as store:
-        await drive(store, "c", JobState.CREATED)
-        with pytest.raises(JournalStateError, match="local path"):
-            await store.set_local_path("c", "out.mp4")
-        with pytest.raises(JournalStateError, match="analysis id"):
-            await store.set_analysis_id("c", "an")
-        assert await store.get("nope") is None
-        with pytest.raises(JournalStateError, match="no job with key 'nope'"):
-            await store.mark_sending("nope")
-
-
-async def test_begin_is_idempotent_and_conflicts_name_the_key(store_url: str) -> None:
-    """The same request returns the stored record; another request or kind is a conflict."""
-    async with PostgresStore(store_url) as store:
-        await drive(store, "k", JobState.CREATED)
-        rec = await begin(store, "k")
-        assert (rec.state, rec.task_id) == (JobState.CREATED, "task-k")
-        for kind, fingerprint in (("character_swap", "0" * 64), ("head_swap", FP)):
-            with pytest.raises(JournalConflictError, match="'k'") as info:
-                await store.begin("k", kind=kind, fingerprint=fingerprint, request={})  # type: ignore[arg-type]
-            assert isinstance(info.value, ValueError)
-            assert info.value.key == "k"
-        assert (await store.counts())[JobState.CREATED] == 1
-
-
-async def test_begin_validates_arguments(store_url: str) -> None:
-    """begin refuses an empty key, an unknown kind and a request that is not JSON."""
-    async with PostgresStore(store_url) as store:
-        with pytest.raises(ValueError, match="empty"):
-            await store.begin("", kind="character_swap", fingerprint=FP, request={})
-        with pytest.raises(ValueError, match="kind"):
-            await store.begin("a", kind="lip_sync", fingerprint=FP, request={})  # type: ignore[arg-type]
-        with pytest.raises(TypeError):
-            await store.begin("a", kind="character_swap", fingerprint=FP, request={"x": {1j}})
-        assert await store.records() == []
-
-
-async def test_reopen_records_pages_and_counts(store_url: str) -> None:
-    """Records survive reopening in order, page in insertion order, filter and count."""
-    async with PostgresStore(store_url) as store:
-        for key, state in zip("abcdefg", JobState, strict=True):
-            await drive(store, key, state)
-        before = await store.records()
-    store = await PostgresStore.open(store_url)
-    try:
-        assert await store.records() == before
-        assert [r.key for r in before] == list("abcdefg")
-        for i in range(10):
-            await drive(store, f"k{i}", JobState.CREATED if i % 3 else JobState.PENDING)
-        paged = [r.key async for r in store.iter_records(page_size=3)]
-        assert paged == [*"abcdefg", *(f"k{i}" for i in range(10))]
-        pending = await store.records(["pending"])
-        assert [r.key for r in pending] == ["a", "k0", "k3", "k6", "k9"]
-        counts = await store.counts()
-        assert counts == {**dict.fromkeys(JobState, 1), "pending": 5, "created": 7}
-    finally:
-        await store.aclose()
 
 
 async def test_schema_version_and_foreign_tables(store_url: str) -> None:
@@ -340,20 +111,6 @@ async def test_concurrent_first_opens_do_not_race(store_url: str) -> None:
     assert rows[0][0] == 1
 
 
-async def test_lifecycle_misuse_is_reported(store_url: str) -> None:
-    """Use before open or after close raises, a second open is refused, aclose is idempotent."""
-    store = PostgresStore(store_url)
-    with pytest.raises(JournalStateError, match="not open"):
-        await store.get("a")
-    async with store:
-        with pytest.raises(JournalStateError, match="already opened"):
-            await store.__aenter__()
-    await store.aclose()
-    assert store.closed
-    with pytest.raises(JournalStateError, match="closed"):
-        await begin(store, "a")
-
-
 def test_invalid_options_raise_configuration_error() -> None:
     """A URL that is not postgresql:// or a bad lease_ttl raises ConfigurationError."""
     with pytest.raises(errors.ConfigurationError, match="postgresql://"):
@@ -376,58 +133,6 @@ async def test_password_never_shown(tmp_path: Any) -> None:
     assert "hunter2" not in str(info.value)
     assert "***" in str(info.value)
     assert store.closed
-
-
-async def test_concurrent_tasks_all_land(store_url: str) -> None:
-    """A hundred tasks writing at once leave every record complete and the counts right."""
-    async with PostgresStore(store_url) as store:
-
-        async def job(i: int) -> None:
-            key = f"k{i}"
-            await begin(store, key)
-            await store.mark_sending(key)
-            await store.mark_created(key, f"task-{i}")
-            await store.mark_completed(key, {"_id": f"task-{i}"})
-
-        async with anyio.create_task_group() as tg:
-            for i in range(100):
-                tg.start_soon(job, i)
-        records = await store.records()
-        assert {r.key for r in records} == {f"k{i}" for i in range(100)}
-        assert all(r.task_id == f"task-{r.key[1:]}" for r in records)
-        assert (await store.counts())[JobState.COMPLETED] == 100
-
-
-async def test_write_called_under_cancellation_still_commits(store_url: str) -> None:
-    """A write issued in an already-cancelled scope still commits; a read there does not run."""
-    async with PostgresStore(store_url) as store:
-        await drive(store, "a", JobState.SENDING)
-        results: list[object] = []
-        with anyio.CancelScope() as scope:
-            scope.cancel()
-            results.append(await store.mark_created("a", "task-7"))
-            results.append(await store.get("a"))  # cancelled here, before it runs
-        assert scope.cancelled_caught
-        assert len(results) == 1
-        rec = await store.get("a")
-        assert rec is not None
-        assert (rec.state, rec.task_id) == (JobState.CREATED, "task-7")
-
-
-async def test_cancelling_many_writers_leaves_consistent_records(store_url: str) -> None:
-    """Cancelling a task group mid-write leaves every record in a state its calls could reach."""
-    async with PostgresStore(store_url) as store:
-        for i in range(30):
-            await drive(store, f"k{i}", JobState.SENDING)
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as tg:
-                for i in range(30):
-                    tg.start_soon(store.mark_created, f"k{i}", f"task-{i}")
-                await anyio.lowlevel.checkpoint()
-                scope.cancel()
-        for rec in await store.records():
-            assert rec.state in (JobState.SENDING, JobState.CREATED)
-            assert (rec.task_id is None) == (rec.state is JobState.SENDING)
 
 
 # --------------------------------------------------------------------------- leases

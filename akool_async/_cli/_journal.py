@@ -24,7 +24,9 @@ import attrs
 from akool_async._converters import result_from_raw
 from akool_async._errors import AkoolError
 from akool_async._store import JobRecord, JobState, JournalError
-from akool_async._store._schema import SELECT_PAGE, inspect, row_to_record
+from akool_async._store._base import records_in_pages
+from akool_async._store._schema import inspect
+from akool_async._store._sqlite import count_states, read_page
 
 __all__ = [
     "FailedJob",
@@ -100,34 +102,16 @@ class ReadOnlyJournal:
 
     async def counts(self) -> dict[JobState, int]:
         """Number of records in every state (states with none give 0)."""
+        return await self._read(lambda: count_states(self._conn))
 
-        def run() -> dict[JobState, int]:
-            found = dict.fromkeys(JobState, 0)
-            for state, n in self._conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
-                found[JobState(state)] = n
-            return found
-
-        return await self._read(run)
-
-    async def iter_records(
+    def iter_records(
         self, states: Sequence[JobState | str] | None = None, *, page_size: int = _PAGE_SIZE
     ) -> AsyncIterator[JobRecord]:
         """Records (or those in ``states``) in insertion order, a page at a time."""
-        wanted = None if states is None else frozenset(JobState(s) for s in states)
-        last = 0
-        while True:
+        return records_in_pages(self._page, states, page_size)
 
-            def page(after: int = last) -> list[JobRecord]:
-                rows = self._conn.execute(SELECT_PAGE, (after, page_size)).fetchall()
-                return [row_to_record(row) for row in rows]
-
-            batch = await self._read(page)
-            if not batch:
-                return
-            for rec in batch:
-                if wanted is None or rec.state in wanted:
-                    yield rec
-            last = batch[-1].seq
+    async def _page(self, after: int, limit: int) -> list[JobRecord]:
+        return await self._read(lambda: read_page(self._conn, after, limit))
 
     async def _read(self, fn: Callable[[], _T]) -> _T:
         try:

@@ -1,9 +1,9 @@
 """The PostgreSQL job store: the journal's states and rules, shared by a fleet of processes.
 
 Same records, states, transitions, conflict checks and messages as the SQLite
-:class:`~akool_async._journal.Journal` (see its module docstring), in tables of one
-database (``akool_meta``, ``akool_jobs``, ``akool_members``, ``akool_events``,
-``akool_rate``, ``akool_durations``; SQL in ``_store_postgres_sql``). What a fleet adds:
+:class:`~akool_async._store.Journal` (both inherit them from ``_base.StoreBase``), in tables
+of one database (``akool_meta``, ``akool_jobs``, ``akool_members``, ``akool_events``,
+``akool_rate``, ``akool_durations``; SQL in ``_postgres_sql``). What a fleet adds:
 
 - **Leases.** Each process opening the store is a *member* (``host:pid:random``). A job is
   owned by one member until ``lease_until`` (server time); :meth:`PostgresStore.heartbeat`
@@ -12,7 +12,7 @@ database (``akool_meta``, ``akool_jobs``, ``akool_members``, ``akool_events``,
   job only when it is unowned, its lease expired, or it is already ours; a job held by a
   live member raises :class:`JobLeasedError`. Taking over a ``sending`` job from another
   member makes it ``uncertain`` (its create may have gone out): never re-created.
-- **Events, rate, durations, binding**: see ``_store_postgres_base``.
+- **Events, rate, durations, binding**: see ``_postgres_base``.
 
 Each write is one transaction and is shielded from cancellation, as in the journal.
 """
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import attrs
 
@@ -31,15 +31,14 @@ from akool_async._clock import Clock
 from akool_async._errors import SubmissionUncertainError
 
 from . import _postgres_sql as sql
-from ._errors import JournalConflictError, JournalError, JournalStateError
+from ._base import StoreBase
+from ._errors import JournalError, JournalStateError
 from ._postgres_base import DEFAULT_LEASE_TTL, DEFAULT_POOL_SIZE, PostgresDatabase
 from ._postgres_db import Connection, Row
 from ._records import ALLOWED_FROM, JobKind, JobRecord, JobState, canonical_json, error_to_json
 from ._schema import row_to_record
 
 __all__ = ["ALLOWED_FROM", "JobLease", "JobLeasedError", "PostgresStore", "canonical_json"]
-
-_KINDS: Final = frozenset({"character_swap", "head_swap"})
 
 
 class JobLeasedError(JournalError):
@@ -67,7 +66,7 @@ def _record(row: Row) -> JobRecord:
     return row_to_record(tuple(row))
 
 
-class PostgresStore(PostgresDatabase):
+class PostgresStore(PostgresDatabase, StoreBase):
     """A job store in a PostgreSQL database, shared by every process that opens it.
 
     ::
@@ -111,15 +110,7 @@ class PostgresStore(PostgresDatabase):
             pool_size=pool_size,
             clock=clock,
         )
-        await store._aopen()
-        return store
-
-    async def __aenter__(self) -> PostgresStore:
-        await self._aopen()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+        return await store.__aenter__()  # opens it, as `async with store` would
 
     # ------------------------------------------------------------------ reads
 
@@ -133,29 +124,9 @@ class PostgresStore(PostgresDatabase):
         row = await self._read(lambda conn: conn.fetchrow(sql.SELECT_BY_TASK_ID, task_id))
         return None if row is None else _record(row)
 
-    async def records(self, states: Iterable[JobState | str] | None = None) -> list[JobRecord]:
-        """All records (or those in ``states``) in insertion order."""
-        return [rec async for rec in self.iter_records(states)]
-
-    async def iter_records(
-        self, states: Iterable[JobState | str] | None = None, *, page_size: int = 1000
-    ) -> AsyncIterator[JobRecord]:
-        """Records (or those in ``states``) in insertion order, read ``page_size`` at a time."""
-        wanted = None if states is None else frozenset(JobState(s) for s in states)
-        last = 0
-        while True:
-
-            async def page(conn: Connection, after: int = last) -> Any:
-                return await conn.fetch(sql.SELECT_PAGE, after, page_size)
-
-            rows = await self._read(page)
-            if not rows:
-                return
-            for row in rows:
-                rec = _record(row)
-                if wanted is None or rec.state in wanted:
-                    yield rec
-            last = rows[-1][0]
+    async def _page(self, after: int, limit: int) -> list[JobRecord]:
+        rows = await self._read(lambda conn: conn.fetch(sql.SELECT_PAGE, after, limit))
+        return [_record(row) for row in rows]
 
     async def counts(self) -> dict[JobState, int]:
         """Number of records in every state (states with none give 0)."""
@@ -280,13 +251,7 @@ class PostgresStore(PostgresDatabase):
         Raises :class:`JournalConflictError` if ``key`` exists with another kind or
         fingerprint, :class:`JobLeasedError` if a live member holds it.
         """
-        if not isinstance(key, str):
-            raise TypeError(f"journal key must be a str, got {type(key).__name__}")
-        if not key:
-            raise ValueError("journal key must not be empty")
-        if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
-        request_json = canonical_json(dict(request))
+        request_json = self._request_json(key, kind, request)
         now = self._clock.wall()
 
         async def run(conn: Connection) -> JobRecord:
@@ -298,115 +263,13 @@ class PostgresStore(PostgresDatabase):
                 return _record(row)
             row = await conn.fetchrow(sql.SELECT_FOR_UPDATE, key)
             assert row is not None  # the conflict was on this key; rows are never deleted
-            stored = _record(row)
-            if stored.fingerprint != fingerprint or stored.kind != kind:
-                raise JournalConflictError(
-                    key,
-                    kind=kind,
-                    fingerprint=fingerprint,
-                    stored_kind=stored.kind,
-                    stored_fingerprint=stored.fingerprint,
-                )
+            self._check_same_request(_record(row), kind, fingerprint)
             rec = self._take(row)
             await self._store(conn, rec)
             return rec
 
         result: JobRecord = await self._write(run)
         return result
-
-    async def mark_sending(self, key: str, *, resubmit_uncertain: bool = False) -> JobRecord:
-        """``pending``/``rejected`` -> ``sending`` (``uncertain`` only with the flag)."""
-
-        def change(rec: JobRecord) -> JobRecord:
-            if rec.state is JobState.UNCERTAIN and not resubmit_uncertain:
-                raise JournalStateError(
-                    f"job {key!r} is uncertain (its create may have created a task); "
-                    "resending it needs resubmit_uncertain=True",
-                    key=key,
-                    state=rec.state.value,
-                    target=JobState.SENDING.value,
-                )
-            return attrs.evolve(rec, attempts=rec.attempts + 1, error_json=None)
-
-        return await self._transition(key, JobState.SENDING, change)
-
-    async def mark_created(
-        self, key: str, task_id: str, *, analysis_id: str | None = None
-    ) -> JobRecord:
-        """``sending`` -> ``created`` with the task id; committed before returning."""
-        if not task_id:
-            raise ValueError("task_id must be a non-empty str")
-
-        def change(rec: JobRecord) -> JobRecord:
-            return attrs.evolve(
-                rec, task_id=task_id, analysis_id=analysis_id or rec.analysis_id, error_json=None
-            )
-
-        return await self._transition(key, JobState.CREATED, change)
-
-    async def mark_uncertain(self, key: str, error: BaseException) -> JobRecord:
-        """``sending`` -> ``uncertain``: the create was sent and its answer lost."""
-        error_json = error_to_json(error)
-        return await self._transition(
-            key, JobState.UNCERTAIN, lambda rec: attrs.evolve(rec, error_json=error_json)
-        )
-
-    async def mark_rejected(self, key: str, error: BaseException) -> JobRecord:
-        """``pending``/``sending`` -> ``rejected``: a definite error, nothing was created."""
-        error_json = error_to_json(error)
-        return await self._transition(
-            key, JobState.REJECTED, lambda rec: attrs.evolve(rec, error_json=error_json)
-        )
-
-    async def mark_completed(self, key: str, result_raw: Mapping[str, Any]) -> JobRecord:
-        """``created`` -> ``completed`` with the result's raw data."""
-        raw_json = canonical_json(dict(result_raw))
-        return await self._transition(
-            key,
-            JobState.COMPLETED,
-            lambda rec: attrs.evolve(rec, result_raw_json=raw_json, error_json=None),
-        )
-
-    async def mark_failed(
-        self, key: str, result_raw: Mapping[str, Any] | None, error: BaseException
-    ) -> JobRecord:
-        """``created`` -> ``failed`` with the result's raw data and the error."""
-        raw_json = None if result_raw is None else canonical_json(dict(result_raw))
-        error_json = error_to_json(error)
-        return await self._transition(
-            key,
-            JobState.FAILED,
-            lambda rec: attrs.evolve(rec, result_raw_json=raw_json, error_json=error_json),
-        )
-
-    async def record_error(self, key: str, error: BaseException) -> JobRecord:
-        """Store a non-terminal error (e.g. ``WaitTimeoutError``) on a ``created`` job."""
-        error_json = error_to_json(error)
-        return await self._update(
-            key,
-            frozenset({JobState.CREATED}),
-            lambda rec: attrs.evolve(rec, error_json=error_json),
-            "record an error on",
-        )
-
-    async def set_analysis_id(self, key: str, analysis_id: str) -> JobRecord:
-        """Store a finished head-swap analysis id before the create (``pending``/``rejected``)."""
-        return await self._update(
-            key,
-            frozenset({JobState.PENDING, JobState.REJECTED}),
-            lambda rec: attrs.evolve(rec, analysis_id=analysis_id),
-            "set the analysis id of",
-        )
-
-    async def set_local_path(self, key: str, path: str | os.PathLike[str]) -> JobRecord:
-        """Record where a ``completed`` job's output was downloaded."""
-        local = os.fspath(path)
-        return await self._update(
-            key,
-            frozenset({JobState.COMPLETED}),
-            lambda rec: attrs.evolve(rec, local_path=local),
-            "set the local path of",
-        )
 
     async def expect_download(self, key: str, facts: Mapping[str, Any]) -> None:
         """Record a download's facts (path, size, etag, sha256) before it is published."""
@@ -417,43 +280,6 @@ class PostgresStore(PostgresDatabase):
         """The facts :meth:`expect_download` recorded for ``key``, or None."""
         text = await self._read(lambda conn: conn.fetchval(sql.GET_DOWNLOAD, key))
         return None if text is None else cast("dict[str, Any]", json.loads(text))
-
-    async def _transition(
-        self, key: str, target: JobState, change: Callable[[JobRecord], JobRecord]
-    ) -> JobRecord:
-        allowed = ALLOWED_FROM[target]
-
-        def checked(rec: JobRecord) -> JobRecord:
-            if rec.state not in allowed:
-                raise JournalStateError(
-                    f"illegal journal transition for job {key!r}: {rec.state} -> {target} "
-                    f"(allowed from: {', '.join(sorted(s.value for s in allowed))})",
-                    key=key,
-                    state=rec.state.value,
-                    target=target.value,
-                )
-            return attrs.evolve(change(rec), state=target)
-
-        return await self._apply(key, checked)
-
-    async def _update(
-        self,
-        key: str,
-        allowed: frozenset[JobState],
-        change: Callable[[JobRecord], JobRecord],
-        what: str,
-    ) -> JobRecord:
-        def checked(rec: JobRecord) -> JobRecord:
-            if rec.state not in allowed:
-                raise JournalStateError(
-                    f"cannot {what} job {key!r} in state {rec.state} "
-                    f"(allowed in: {', '.join(sorted(s.value for s in allowed))})",
-                    key=key,
-                    state=rec.state.value,
-                )
-            return change(rec)
-
-        return await self._apply(key, checked)
 
     async def _apply(self, key: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
         now = self._clock.wall()

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, TypeVar
 
 import anyio
@@ -46,17 +46,10 @@ import attrs
 from akool_async._clock import SYSTEM_CLOCK, Clock
 from akool_async._errors import ConfigurationError
 
-from ._errors import JournalConflictError, JournalError, JournalStateError
+from ._base import StoreBase
+from ._errors import JournalError, JournalStateError
 from ._lock import JournalLock
-from ._records import (
-    ALLOWED_FROM,
-    KINDS,
-    JobKind,
-    JobRecord,
-    JobState,
-    canonical_json,
-    error_to_json,
-)
+from ._records import JobKind, JobRecord, JobState
 from ._schema import (
     INSERT,
     SELECT_ONE,
@@ -72,7 +65,7 @@ from ._schema import (
     write_transaction,
 )
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT", "Journal"]
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "Journal", "count_states", "read_page"]
 
 #: Seconds a call waits for a lock held by another process before failing.
 DEFAULT_BUSY_TIMEOUT: Final = 10.0
@@ -82,7 +75,7 @@ _T = TypeVar("_T")
 _Synchronous = Literal["NORMAL", "FULL"]
 
 
-class Journal:
+class Journal(StoreBase):
     """Async access to one journal file. Open it, use it from any number of tasks, close it.
 
     ::
@@ -167,13 +160,6 @@ class Journal:
         )
         await journal._aopen()
         return journal
-
-    async def __aenter__(self) -> Journal:
-        await self._aopen()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     @property
     def path(self) -> str:
@@ -314,44 +300,13 @@ class Journal:
 
         return await self._read(run)
 
-    async def records(self, states: Iterable[JobState | str] | None = None) -> list[JobRecord]:
-        """All records (or those in ``states``) in insertion order."""
-        return [rec async for rec in self.iter_records(states)]
-
-    async def iter_records(
-        self, states: Iterable[JobState | str] | None = None, *, page_size: int = 1000
-    ) -> AsyncIterator[JobRecord]:
-        """Records (or those in ``states``) in insertion order, read ``page_size`` at a time.
-
-        Each page is its own short read, so writers are never blocked by a slow consumer;
-        records inserted while iterating appear if they come after the current page.
-        """
-        wanted = None if states is None else frozenset(JobState(s) for s in states)
-        last = 0
-        while True:
-
-            def page(conn: sqlite3.Connection, after: int = last) -> list[JobRecord]:
-                rows = conn.execute(SELECT_PAGE, (after, page_size)).fetchall()
-                return [row_to_record(row) for row in rows]
-
-            batch = await self._read(page)
-            if not batch:
-                return
-            for rec in batch:
-                if wanted is None or rec.state in wanted:
-                    yield rec
-            last = batch[-1].seq
+    async def _page(self, after: int, limit: int) -> list[JobRecord]:
+        return await self._read(lambda conn: read_page(conn, after, limit))
 
     async def counts(self) -> dict[JobState, int]:
         """Number of records in every state (states with none give 0)."""
 
-        def run(conn: sqlite3.Connection) -> dict[JobState, int]:
-            found = dict.fromkeys(JobState, 0)
-            for state, n in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
-                found[JobState(state)] = n
-            return found
-
-        return await self._read(run)
+        return await self._read(count_states)
 
     # ------------------------------------------------------------------ writes
 
@@ -363,13 +318,7 @@ class Journal:
         Raises :class:`JournalConflictError` if ``key`` exists with another kind or
         fingerprint. ``request`` is stored as canonical JSON.
         """
-        if not isinstance(key, str):
-            raise TypeError(f"journal key must be a str, got {type(key).__name__}")
-        if not key:
-            raise ValueError("journal key must not be empty")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-        request_json = canonical_json(dict(request))
+        request_json = self._request_json(key, kind, request)
         now = self._clock.wall()
 
         def run(conn: sqlite3.Connection) -> JobRecord:
@@ -377,14 +326,7 @@ class Journal:
                 row = conn.execute(SELECT_ONE, (key,)).fetchone()
                 if row is not None:
                     stored = row_to_record(row)
-                    if stored.fingerprint != fingerprint or stored.kind != kind:
-                        raise JournalConflictError(
-                            key,
-                            kind=kind,
-                            fingerprint=fingerprint,
-                            stored_kind=stored.kind,
-                            stored_fingerprint=stored.fingerprint,
-                        )
+                    self._check_same_request(stored, kind, fingerprint)
                     return stored
                 cur = conn.execute(
                     INSERT,
@@ -405,125 +347,6 @@ class Journal:
 
         return await self._write(run)
 
-    async def mark_sending(
-        self, key: str, *, resubmit_uncertain: bool = False, retry_failed: bool = False
-    ) -> JobRecord:
-        """``pending``/``rejected`` -> ``sending``; committed before returning.
-
-        Call it immediately before sending the create. From ``uncertain`` only with
-        ``resubmit_uncertain=True`` (the caller accepts the risk of paying twice).
-        Increments ``attempts`` and clears the stored error. ``retry_failed=True`` moves
-        only a ``failed`` job (its task failed; Akool refunded it) to ``sending``, keeping
-        the failed task's error (and so its id) until the new task is created.
-        """
-        if retry_failed:
-            return await self._update(
-                key,
-                frozenset({JobState.FAILED}),
-                lambda rec: attrs.evolve(
-                    rec, state=JobState.SENDING, attempts=rec.attempts + 1, local_path=None
-                ),
-                "retry the failed task of",
-            )
-
-        def change(rec: JobRecord) -> JobRecord:
-            if rec.state is JobState.UNCERTAIN and not resubmit_uncertain:
-                raise JournalStateError(
-                    f"job {key!r} is uncertain (its create may have created a task); "
-                    "resending it needs resubmit_uncertain=True",
-                    key=key,
-                    state=rec.state.value,
-                    target=JobState.SENDING.value,
-                )
-            return attrs.evolve(rec, attempts=rec.attempts + 1, error_json=None)
-
-        return await self._transition(key, JobState.SENDING, change)
-
-    async def mark_created(
-        self, key: str, task_id: str, *, analysis_id: str | None = None
-    ) -> JobRecord:
-        """``sending`` -> ``created`` with the task id; committed before returning."""
-        if not task_id:
-            raise ValueError("task_id must be a non-empty str")
-
-        def change(rec: JobRecord) -> JobRecord:
-            # error_json is None here unless the job retries a failed task: then it keeps
-            # that task's error (and id) as history.
-            return attrs.evolve(rec, task_id=task_id, analysis_id=analysis_id or rec.analysis_id)
-
-        return await self._transition(key, JobState.CREATED, change)
-
-    async def mark_uncertain(self, key: str, error: BaseException) -> JobRecord:
-        """``sending`` -> ``uncertain``: the create was sent and its answer lost."""
-        error_json = error_to_json(error)
-        return await self._transition(
-            key, JobState.UNCERTAIN, lambda rec: attrs.evolve(rec, error_json=error_json)
-        )
-
-    async def mark_rejected(self, key: str, error: BaseException) -> JobRecord:
-        """``pending``/``sending`` -> ``rejected``: a definite error, nothing was created."""
-        error_json = error_to_json(error)
-        return await self._transition(
-            key, JobState.REJECTED, lambda rec: attrs.evolve(rec, error_json=error_json)
-        )
-
-    async def mark_completed(self, key: str, result_raw: Mapping[str, Any]) -> JobRecord:
-        """``created`` -> ``completed`` with the result's raw data."""
-        raw_json = canonical_json(dict(result_raw))
-        return await self._transition(
-            key,
-            JobState.COMPLETED,
-            lambda rec: attrs.evolve(rec, result_raw_json=raw_json, error_json=None),
-        )
-
-    async def mark_failed(
-        self, key: str, result_raw: Mapping[str, Any] | None, error: BaseException
-    ) -> JobRecord:
-        """``created`` -> ``failed`` with the result's raw data and the error."""
-        raw_json = None if result_raw is None else canonical_json(dict(result_raw))
-        error_json = error_to_json(error)
-        return await self._transition(
-            key,
-            JobState.FAILED,
-            lambda rec: attrs.evolve(rec, result_raw_json=raw_json, error_json=error_json),
-        )
-
-    async def record_error(self, key: str, error: BaseException) -> JobRecord:
-        """Store a non-terminal error (e.g. ``WaitTimeoutError``) on a ``created`` job.
-
-        The state stays ``created``: the remote task may still finish, and a later run
-        resumes polling it by id.
-        """
-        error_json = error_to_json(error)
-        return await self._update(
-            key,
-            frozenset({JobState.CREATED}),
-            lambda rec: attrs.evolve(rec, error_json=error_json),
-            "record an error on",
-        )
-
-    async def set_analysis_id(self, key: str, analysis_id: str) -> JobRecord:
-        """Store a finished head-swap analysis id before the create (``pending``/``rejected``).
-
-        A resumed run can then skip re-analysing the video.
-        """
-        return await self._update(
-            key,
-            frozenset({JobState.PENDING, JobState.REJECTED}),
-            lambda rec: attrs.evolve(rec, analysis_id=analysis_id),
-            "set the analysis id of",
-        )
-
-    async def set_local_path(self, key: str, path: str | os.PathLike[str]) -> JobRecord:
-        """Record where a ``completed`` job's output was downloaded."""
-        local = os.fspath(path)
-        return await self._update(
-            key,
-            frozenset({JobState.COMPLETED}),
-            lambda rec: attrs.evolve(rec, local_path=local),
-            "set the local path of",
-        )
-
     async def expect_download(self, key: str, facts: Mapping[str, Any]) -> None:
         """Record a download's facts (path, size, etag, sha256) before it is published."""
         await self._write(lambda conn: put_download(conn, key, facts))
@@ -531,43 +354,6 @@ class Journal:
     async def expected_download(self, key: str) -> dict[str, Any] | None:
         """The facts :meth:`expect_download` recorded for ``key``, or None."""
         return await self._read(lambda conn: get_download(conn, key))
-
-    async def _transition(
-        self, key: str, target: JobState, change: Callable[[JobRecord], JobRecord]
-    ) -> JobRecord:
-        allowed = ALLOWED_FROM[target]
-
-        def checked(rec: JobRecord) -> JobRecord:
-            if rec.state not in allowed:
-                raise JournalStateError(
-                    f"illegal journal transition for job {key!r}: {rec.state} -> {target} "
-                    f"(allowed from: {', '.join(sorted(s.value for s in allowed))})",
-                    key=key,
-                    state=rec.state.value,
-                    target=target.value,
-                )
-            return attrs.evolve(change(rec), state=target)
-
-        return await self._apply(key, checked)
-
-    async def _update(
-        self,
-        key: str,
-        allowed: frozenset[JobState],
-        change: Callable[[JobRecord], JobRecord],
-        what: str,
-    ) -> JobRecord:
-        def checked(rec: JobRecord) -> JobRecord:
-            if rec.state not in allowed:
-                raise JournalStateError(
-                    f"cannot {what} job {key!r} in state {rec.state} "
-                    f"(allowed in: {', '.join(sorted(s.value for s in allowed))})",
-                    key=key,
-                    state=rec.state.value,
-                )
-            return change(rec)
-
-        return await self._apply(key, checked)
 
     async def _apply(self, key: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
         now = self._clock.wall()
@@ -598,3 +384,16 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"Journal({self._path!r}, {self._state})"
+
+
+def read_page(conn: sqlite3.Connection, after: int, limit: int) -> list[JobRecord]:
+    """Up to ``limit`` records of a journal with ``seq > after``, in ``seq`` order."""
+    return [row_to_record(row) for row in conn.execute(SELECT_PAGE, (after, limit))]
+
+
+def count_states(conn: sqlite3.Connection) -> dict[JobState, int]:
+    """Number of a journal's records in every state (states with none give 0)."""
+    found = dict.fromkeys(JobState, 0)
+    for state, n in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+        found[JobState(state)] = n
+    return found
