@@ -72,7 +72,7 @@ class JobStore(Protocol):
            │           │           └──────► failed
            │           ├──► uncertain ──(resubmit_uncertain=True)──► sending
            └───────────┴──► rejected ──► sending
-        failed ──(retry_failed=True, SQLite journal)──► sending
+        failed ──(retry_failed=True)──► sending
 
     ``pending``: recorded, nothing sent. ``sending``: the create is about to leave.
     ``created``: the task id is known. ``completed``/``failed``: terminal remote status.
@@ -132,8 +132,11 @@ class JobStore(Protocol):
         """Record a new ``pending`` job, or return the stored one for the same request."""
         ...
 
-    async def mark_sending(self, key: str, *, resubmit_uncertain: bool = False) -> JobRecord:
-        """``pending``/``rejected`` (or ``uncertain`` with the flag) -> ``sending``."""
+    async def mark_sending(
+        self, key: str, *, resubmit_uncertain: bool = False, retry_failed: bool = False
+    ) -> JobRecord:
+        """``pending``/``rejected`` (``uncertain`` with ``resubmit_uncertain``, ``failed``
+        with ``retry_failed``) -> ``sending``."""
         ...
 
     async def mark_created(
