@@ -60,4 +60,10 @@ async def main(config: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(json.loads(sys.argv[1])))
+    if os.environ.get("AKOOL_B6_PROFILE"):  # a cProfile of each member, for looking into
+        import cProfile
+
+        target = os.path.join(os.environ["AKOOL_B6_PROFILE"], f"member-{os.getpid()}.prof")
+        cProfile.run("asyncio.run(main(json.loads(sys.argv[1])))", target)
+    else:
+        asyncio.run(main(json.loads(sys.argv[1])))

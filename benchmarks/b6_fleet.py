@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def run_fleet(
               "lease_ttl": LEASE_TTL, "out": str(out), "logs": str(logs),
               "run": name}  # fmt: skip
     before = sim.stats()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     procs = [
         subprocess.Popen([sys.executable, "-m", "benchmarks._fleet_member", json.dumps(config)])
@@ -76,6 +78,8 @@ def run_fleet(
         samples.append((time.monotonic(), total - limited))
         time.sleep(SAMPLE_EVERY)
     elapsed = time.monotonic() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     after = sim.stats()
     samples.append((time.monotonic(), after["total"] - after["rate_limited"]))
     lines = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
@@ -90,7 +94,7 @@ def run_fleet(
     )
     return {"lines": lines, "elapsed": elapsed, "before": before, "after": after,
             "killed_at": killed_at, "start": start, "samples": samples,
-            "created": created, "takeovers": takeovers}  # fmt: skip
+            "created": created, "takeovers": takeovers, "cpu": cpu}  # fmt: skip
 
 
 def accepted_at(samples: list[tuple[float, int]], when: float) -> float:
@@ -113,10 +117,12 @@ def summarise(members: int, r: dict[str, Any], store_done: int) -> dict[str, Any
     polls = diff(r["after"], r["before"], "character_swap.result")
     total = r["after"]["total"] - r["before"]["total"]
     throttled = r["after"]["rate_limited"] - r["before"]["rate_limited"]
-    # Throughput while the fleet had creates to send (start to the last task created):
-    # after that only the jobs' own duration is left, which no request rate shortens.
+    # Throughput while the fleet had creates to send, from the first task created to the
+    # last: before it the member processes start (imports, pools: CPU, not the fleet's
+    # pace), after it only the jobs' own duration is left, which no request rate shortens.
+    busy_from = r["created"][0] if r["created"] else r["start"]
     busy_until = r["created"][-1] if r["created"] else r["start"] + r["elapsed"]
-    busy = accepted_at(r["samples"], busy_until) - accepted_at(r["samples"], r["start"])
+    busy = accepted_at(r["samples"], busy_until) - accepted_at(r["samples"], busy_from)
     return {
         "members": members,
         "outcomes": len(keys),
@@ -125,11 +131,12 @@ def summarise(members: int, r: dict[str, Any], store_done: int) -> dict[str, Any
         "store_done": store_done,
         "tasks": len(r["created"]),
         "dup_creates": r["after"]["duplicate_creates"] - r["before"]["duplicate_creates"],
-        "rate": busy / max(1e-9, busy_until - r["start"]),
-        "busy": busy_until - r["start"],
+        "rate": busy / max(1e-9, busy_until - busy_from),
+        "busy": busy_until - busy_from,
         "throttled": throttled / max(1, total),
         "polls_per_job": polls / N_JOBS,
         "elapsed": r["elapsed"],
+        "cpu": r["cpu"],
     }
 
 
@@ -169,12 +176,12 @@ def main() -> None:
     print(f"limit {LIMIT:.0f}/s simulated = {REAL_LIMIT:.0f}/s real, {N_JOBS} jobs, "
           f"lease {LEASE_TTL:.0f} s")
     print("members outcomes twice missing tasks dup_creates  busy_s  accepted/s  of-limit "
-          "throttled polls/job  elapsed")
+          "throttled polls/job  elapsed  members_cpu_s")
     for s in [*results, kill]:
         print(f"{s['members']:>7} {s['outcomes']:>8} {s['twice']:>5} {s['missing']:>7} "
               f"{s['tasks']:>5} {s['dup_creates']:>11} {s['busy']:>7.1f} {s['rate']:>11.1f} "
               f"{s['rate'] / REAL_LIMIT:>9.0%} {s['throttled']:>9.1%} "
-              f"{s['polls_per_job']:>9.2f} {s['elapsed']:>8.1f}")
+              f"{s['polls_per_job']:>9.2f} {s['elapsed']:>8.1f} {s['cpu']:>14.1f}")
     assert kill is not None
     print(f"kill case: member SIGKILLed at {KILL_AFTER:.0f} s; the others took its jobs over "
           f"{kill['resumed_after_kill']:.1f} s after the kill (lease {LEASE_TTL:.0f} s); last "
