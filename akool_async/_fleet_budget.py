@@ -43,7 +43,7 @@ TOKENS_PER_TAKE = 4
 STOCK_SECONDS = 0.25
 #: Added to the fleet's rate factor per granted token (additive increase): a full climb
 #: from a cut takes some thousand requests, so overshoots of the limit stay short.
-RECOVERY = 0.0002
+RECOVERY = 0.0001
 
 
 class BudgetStore(Protocol):

@@ -54,6 +54,8 @@ class SimProcess:
         self._proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.api_key = ""
+        self.client_id = ""
+        self.client_secret = ""
         self.mono0 = 0.0
         self.epoch0 = 0.0
         self.time_scale = float(config.get("time_scale", 1.0))
@@ -70,6 +72,8 @@ class SimProcess:
         ready = self._read()
         self.url = ready["url"]
         self.api_key = ready["api_key"]
+        self.client_id = ready["client_id"]
+        self.client_secret = ready["client_secret"]
         self.mono0 = ready["mono0"]
         self.epoch0 = ready["epoch0"]
         return self
@@ -164,6 +168,8 @@ async def _child(config: dict[str, Any]) -> None:
         ready = {
             "url": sim.base_url,
             "api_key": sim.api_key,
+            "client_id": sim.client_id,
+            "client_secret": sim.client_secret,
             "mono0": clock._mono0,
             "epoch0": clock._epoch0,
         }

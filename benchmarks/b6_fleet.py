@@ -8,7 +8,9 @@ For 1, 2, 4 and 8 processes (``python -m benchmarks._fleet_member``) on a fresh 
 duplicate creates, keys without an outcome, keys with more than one, accepted requests/s
 against the limit, throttled share, polls per job. Then 4 processes with one SIGKILLed
 after ``KILL_AFTER`` s: its jobs must be finished by the others with 0 re-creates.
-``AKOOL_B6_JOBS`` sets the number of jobs (default 1000).
+``AKOOL_B6_JOBS`` sets the number of jobs (default 2000), ``AKOOL_B6_MEMBERS`` the fleet sizes
+(default ``1,2,4,8``). Webhook latency: two members with receivers, each naming its own
+receiver or the other one's in its creates, 3 alternated rounds of 300 jobs each.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import json
 import os
 import resource
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +40,12 @@ from pg_cluster import postgres_cluster
 LIMIT = 20.0
 TIME_SCALE = 0.1
 REAL_LIMIT = LIMIT / TIME_SCALE
-N_JOBS = int(os.environ.get("AKOOL_B6_JOBS", "1000"))
+N_JOBS = int(os.environ.get("AKOOL_B6_JOBS", "2000"))
 LEASE_TTL = 3.0
 KILL_AFTER = 4.0
 SAMPLE_EVERY = 0.1  # seconds between samples of the simulator's request counters
+WEBHOOK_JOBS = 300
+WEBHOOK_ROUNDS = 3  # right and wrong replica runs, alternated
 MEMBERS = [int(n) for n in os.environ.get("AKOOL_B6_MEMBERS", "1,2,4,8").split(",")]
 DURATIONS = {"character_swap": {"queue": 10.0, "process": 60.0, "per_video_second": 0.0}}
 
@@ -53,19 +60,28 @@ async def fresh_database(admin_dsn: str, name: str) -> None:
 
 
 def run_fleet(
-    sim: SimProcess, store: str, name: str, members: int, kill_after: float | None
+    sim: SimProcess,
+    store: str,
+    name: str,
+    members: int,
+    kill_after: float | None,
+    *,
+    jobs: int = N_JOBS,
+    extra: Callable[[int], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """Run ``members`` member processes to the end; ``extra(i)`` adds to member i's config."""
     out = Path(tempfile.mkdtemp(prefix="b6-")) / "outcomes.jsonl"
     logs = out.parent
-    config = {"url": sim.url, "api_key": sim.api_key, "store": store, "jobs": N_JOBS,
+    config = {"url": sim.url, "api_key": sim.api_key, "store": store, "jobs": jobs,
               "lease_ttl": LEASE_TTL, "out": str(out), "logs": str(logs),
               "run": name}  # fmt: skip
     before = sim.stats()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
+    member = [sys.executable, "-m", "benchmarks._fleet_member"]
     procs = [
-        subprocess.Popen([sys.executable, "-m", "benchmarks._fleet_member", json.dumps(config)])
-        for _ in range(members)
+        subprocess.Popen([*member, json.dumps({**config, **(extra(i) if extra else {})})])
+        for i in range(members)
     ]
     killed_at = None
     samples: list[tuple[float, int]] = []  # (monotonic time, accepted requests so far)
@@ -140,6 +156,42 @@ def summarise(members: int, r: dict[str, Any], store_done: int) -> dict[str, Any
     }
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def webhook_latency(sim: SimProcess, dsn: str, name: str, *, wrong: bool) -> dict[str, Any]:
+    """Two members with receivers; each member's creates name its own receiver (``wrong``
+    False) or the other member's. Seconds from each task's end to its outcome."""
+    ports = [free_port(), free_port()]
+
+    def hook(i: int) -> dict[str, Any]:
+        target = ports[1 - i] if wrong else ports[i]
+        url = f"http://127.0.0.1:{target}/hook"
+        secrets = {"client_id": sim.client_id, "client_secret": sim.client_secret}
+        return {"webhook": {"port": ports[i], "url": url, **secrets}}
+
+    r = run_fleet(sim, dsn, name, 2, None, jobs=WEBHOOK_JOBS, extra=hook)
+    done = {task: sim.sim_to_mono(end) for task, (_, end) in sim.tasks().items()}
+    latencies = [x["t"] - done[x["task_id"]] for x in r["lines"] if x.get("task_id")]
+    polls = diff(r["after"], r["before"], "character_swap.result")
+    return {"latencies": latencies, "polls": polls}
+
+
+def merge_latencies(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and p90 over every outcome of the runs of one case, and polls per job."""
+    latencies = sorted(x for r in runs for x in r["latencies"])
+    return {
+        "n": len(latencies),
+        "median": statistics.median(latencies),
+        "p90": latencies[int(0.9 * (len(latencies) - 1))],
+        "polls_per_job": sum(r["polls"] for r in runs) / (WEBHOOK_JOBS * len(runs)),
+    }
+
+
 async def store_terminal(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -173,6 +225,14 @@ def main() -> None:
         offset = time.time() - time.monotonic()
         resumed = [t - offset - r["killed_at"] for t in r["takeovers"]]
         kill["resumed_after_kill"] = min(resumed) if resumed else float("nan")
+        runs: dict[str, list[dict[str, Any]]] = {"right": [], "wrong": []}
+        for n, case in enumerate(("right", "wrong") * WEBHOOK_ROUNDS):  # alternated
+            db = f"b6_hooks_{case}_{n}"
+            asyncio.run(fresh_database(cluster.admin_dsn(), db))
+            runs[case].append(webhook_latency(
+                sim, cluster.dsn.replace("/akool?", f"/{db}?"), db, wrong=case == "wrong"
+            ))  # fmt: skip
+        hooks = {case: merge_latencies(r) for case, r in runs.items()}
     print(f"limit {LIMIT:.0f}/s simulated = {REAL_LIMIT:.0f}/s real, {N_JOBS} jobs, "
           f"lease {LEASE_TTL:.0f} s")
     print("members outcomes twice missing tasks dup_creates  busy_s  accepted/s  of-limit "
@@ -187,6 +247,10 @@ def main() -> None:
           f"{kill['resumed_after_kill']:.1f} s after the kill (lease {LEASE_TTL:.0f} s); last "
           f"outcome {kill['finish_after_kill']:.1f} s after the kill; store terminal "
           f"{kill['store_done']} of {N_JOBS}")
+    for case, h in hooks.items():
+        print(f"webhooks to the {case} replica: {h['n']} outcomes, latency from the task's end "
+              f"median {h['median'] * 1000:.0f} ms, p90 {h['p90'] * 1000:.0f} ms; "
+              f"{h['polls_per_job']:.2f} polls/job")
     base = results[0]["polls_per_job"]
     rows = []
     for s in results:
@@ -207,6 +271,11 @@ def main() -> None:
                     kill["dup_creates"] == 0, note="one of 4 members SIGKILLed"))
     rows.append(row("B6", "kill: jobs with no outcome anywhere", N_JOBS - kill["store_done"],
                     "0", kill["store_done"] == N_JOBS))
+    ratio = hooks["wrong"]["median"] / hooks["right"]["median"]
+    rows.append(row("B6", "webhooks to the wrong replica: median latency vs right", ratio * 100,
+                    "within 10 %", ratio <= 1.10, unit=" %",
+                    note=f"right {hooks['right']['median'] * 1000:.0f} ms, wrong "
+                         f"{hooks['wrong']['median'] * 1000:.0f} ms"))  # fmt: skip
     rows.append(row("B6", "kill: seconds until its jobs were taken over",
                     kill["resumed_after_kill"], "printed", True,
                     note=f"lease {LEASE_TTL:.0f} s"))

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
 
 import akool_async as akool
 import akool_async.webhooks
 from akool_async._batch._fleet import bucket_name
 from akool_async._converters import request_fingerprint, request_to_dict
-from akool_async._store import PostgresStore
+from akool_async._store import JobRecord, PostgresStore
 from akool_async.testing import AkoolSimulator, webhook_body
 
 pytest_plugins = ["pg_fixtures"]  # pg_cluster, store_url
@@ -163,3 +165,71 @@ async def test_learned_durations_are_shared(sim: AkoolSimulator, store_url: str)
 def test_bucket_names_flatten_the_schedulers_buckets() -> None:
     """A scheduler bucket (kind, (resolution, size class)) is stored as one readable name."""
     assert bucket_name(("character_swap", ("1080p", 3))) == "character_swap:1080p:3"
+
+
+async def test_keys_another_live_member_holds_are_found_in_one_query(store_url: str) -> None:
+    """held_elsewhere names the keys a live other member holds: not unknown keys, not the
+    asker's own, not those whose holder's lease lapsed."""
+    async with (
+        PostgresStore(store_url, lease_ttl=30.0) as holder,
+        PostgresStore(store_url, lease_ttl=30.0) as asker,
+        PostgresStore(store_url, lease_ttl=0.5) as short,
+    ):
+        for store, key in ((holder, "held"), (asker, "mine"), (short, "lapsing")):
+            await store.begin(key, kind="character_swap", fingerprint="f" * 64,
+                              request={"kind": "character_swap"})  # fmt: skip
+        assert await asker.held_elsewhere(["held", "mine", "lapsing", "unknown"]) == {
+            "held",
+            "lapsing",
+        }
+        conn = await asyncpg.connect(store_url)
+        try:  # the holder of "lapsing" stopped heartbeating a while ago
+            await conn.execute(
+                "UPDATE akool_jobs SET lease_until = now() - interval '1 second' "
+                "WHERE key = 'lapsing'"
+            )
+        finally:
+            await conn.close()
+        assert await asker.held_elsewhere(["held", "lapsing"]) == {"held"}
+
+
+class CountingStore(PostgresStore):
+    """A Postgres store that records the keys begin() was called for."""
+
+    begun: list[str]
+
+    async def begin(self, key: str, **kw: Any) -> JobRecord:
+        self.begun.append(key)
+        return await super().begin(key, **kw)
+
+
+async def test_a_member_leaves_keys_held_elsewhere_without_trying_them(
+    sim: AkoolSimulator, store_url: str
+) -> None:
+    """A batch whose input holds keys a live member owns creates only the others and gives
+    outcomes for those alone, while the holder keeps its leases."""
+    work = jobs(6)
+    async with PostgresStore(store_url, lease_ttl=30.0) as holder:
+        for job in work[:4]:
+            await holder.begin(job.key, kind="character_swap",
+                               fingerprint=request_fingerprint(job.request),
+                               request=request_to_dict(job.request))  # fmt: skip
+        found: list[akool.Outcome] = []
+        async with akool.AkoolClient(sim.api_key, base_url=sim.base_url) as client:
+            member = await CountingStore.open(store_url, lease_ttl=30.0)
+            member.begun = []
+            try:
+                async with client.batch(work, journal=member, concurrency=2) as outcomes:
+                    async for outcome in outcomes:
+                        found.append(outcome)
+                        if len(found) == 2:
+                            break  # the held four would wait for their owner to finish
+            finally:
+                await member.aclose()
+        assert sorted(o.key for o in found) == ["job-4", "job-5"]
+        assert sorted(member.begun) == ["job-4", "job-5"]  # one query left the other four
+        assert creates(sim) == 2
+        for job in work[:4]:
+            lease = await holder.lease(job.key)
+            assert lease is not None
+            assert lease.owner == holder.member_id

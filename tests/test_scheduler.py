@@ -524,6 +524,21 @@ async def test_jobs_of_a_kind_poll_as_before_once_probing_cannot_work() -> None:
     assert first_polled[f"t{FIRST_JOBS_PROBING}"] == 1.0  # the non-probe probed at its first step
 
 
+def test_a_fleet_member_probes_its_share_of_a_new_bucket() -> None:
+    """With probe_share 1/4, a quarter of the first jobs probe, and a quarter of the
+    evidence keeps the others waiting."""
+    est = DurationEstimate()
+    est.probe_share = 0.25
+    bucket = ("k", None)
+    share = math.ceil(FIRST_JOBS_PROBING / 4)
+    assert [est.start_probe(bucket) for _ in range(share + 2)] == [True] * share + [False] * 2
+    for _ in range(share - math.ceil(MIN_EVIDENCE / 4)):
+        est.end_probe(bucket)
+    assert est.waiting_for_probes(bucket)  # exactly a quarter of MIN_EVIDENCE still running
+    est.end_probe(bucket)
+    assert not est.waiting_for_probes(bucket)
+
+
 def test_probing_lasts_until_the_first_completion_of_an_early_bucket() -> None:
     """The first FIRST_JOBS_PROBING jobs probe; others wait while enough run and none finished."""
     est = DurationEstimate()

@@ -16,6 +16,7 @@ surely find the job still running.
 from __future__ import annotations
 
 import bisect
+import math
 import random
 from collections import deque
 from collections.abc import Hashable
@@ -168,9 +169,15 @@ class EarlyCompletions:
 
 
 class DurationEstimate:
-    """Observed durations per bucket: a sliding window, plus early evidence for new buckets."""
+    """Observed durations per bucket: a sliding window, plus early evidence for new buckets.
+
+    ``probe_share`` (1.0) scales how many of a new bucket's first jobs probe: a member of a
+    fleet of N processes started together probes 1/N of them, since the fleet's probes
+    find the first completion for everyone.
+    """
 
     def __init__(self) -> None:
+        self.probe_share = 1.0
         self._sorted: dict[Hashable, list[float]] = {}
         self._order: dict[Hashable, deque[float]] = {}
         self._early: dict[Hashable, EarlyCompletions] = {}
@@ -246,7 +253,7 @@ class DurationEstimate:
         """True when a job now watched in ``bucket`` is one of its first jobs, which probe
         for the first completion; call :meth:`end_probe` when it is no longer watched."""
         early = self._early_for(bucket)
-        if early is None or early.probes_started >= FIRST_JOBS_PROBING:
+        if early is None or early.probes_started >= self._share(FIRST_JOBS_PROBING):
             return False
         early.probes_started += 1
         early.probes_running += 1
@@ -262,7 +269,14 @@ class DurationEstimate:
     def waiting_for_probes(self, bucket: Hashable) -> bool:
         """True while nothing of ``bucket`` finished and enough probes still run to see it."""
         early = self._early.get(bucket)
-        return early is not None and not early.durations and early.probes_running >= MIN_EVIDENCE
+        return (
+            early is not None
+            and not early.durations
+            and early.probes_running >= self._share(MIN_EVIDENCE)
+        )
+
+    def _share(self, count: int) -> int:
+        return max(1, math.ceil(count * self.probe_share))
 
     def likely_still_running(self, bucket: Hashable, age: float) -> bool:
         """True when the early evidence says a job of age ``age`` has almost surely not

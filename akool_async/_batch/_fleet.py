@@ -245,6 +245,9 @@ class FleetMember(Generic[_J]):
         try:
             for seconds in reversed(await self.store.durations(name, SEEDED_DURATIONS)):
                 self.timing.seed(bucket, seconds)
+            # Members starting together each probe their share of a new bucket's first jobs.
+            alive = sum(member.alive for member in await self.store.members())
+            self.timing.estimate.probe_share = 1 / max(1, alive)
         finally:
             ready.set()
 
