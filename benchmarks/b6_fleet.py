@@ -3,11 +3,13 @@
 A throwaway PostgreSQL cluster (``tests/pg_cluster.py``) and the simulator with a per-account
 limit of 20 requests per simulated second, time-scaled by ``TIME_SCALE`` (so 200 real
 requests/s); jobs take 10 + 60 simulated seconds (7 s real). Each member's client budget is
-above the limit (150 polls/s + 100 creates/s), so the shared bucket's AIMD finds the limit.
+above the limit (150 polls/s + 250 creates/s), so the shared bucket's AIMD finds the limit.
 For 1, 2, 4 and 8 processes (``python -m benchmarks._fleet_member``) on a fresh database:
-duplicate creates, keys without an outcome, keys with more than one, accepted requests/s
-against the limit, throttled share, polls per job. Then 4 processes with one SIGKILLed
-after ``KILL_AFTER`` s: its jobs must be finished by the others with 0 re-creates.
+duplicate creates (the simulator's count), keys without an outcome, keys with more than
+one, accepted requests/s against the limit from the first create to the last (member
+start-up is shown apart as members' CPU), throttled share, polls per job. Then 4 processes
+with one SIGKILLed after ``KILL_AFTER`` s: its jobs must be finished by the others with 0
+re-creates; the time until they were taken over is printed.
 ``AKOOL_B6_JOBS`` sets the number of jobs (default 2000), ``AKOOL_B6_MEMBERS`` the fleet sizes
 (default ``1,2,4,8``). Webhook latency: two members with receivers, each naming its own
 receiver or the other one's in its creates, 3 alternated rounds of 300 jobs each.
