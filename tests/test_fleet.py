@@ -233,3 +233,34 @@ async def test_a_member_leaves_keys_held_elsewhere_without_trying_them(
             lease = await holder.lease(job.key)
             assert lease is not None
             assert lease.owner == holder.member_id
+
+
+async def test_a_submitted_job_another_member_finished_settles_from_the_store(
+    sim: AkoolSimulator, store_url: str
+) -> None:
+    """submit() of a key a live member holds and finished: the handle settles with the
+    fleet's outcome from the store (replayed), and nothing is created again."""
+    (job,) = jobs(1)
+    async with (
+        akool.AkoolClient(sim.api_key, base_url=sim.base_url) as client,
+        PostgresStore(store_url, lease_ttl=30.0) as holder,
+    ):
+        await holder.begin(job.key, kind="character_swap",
+                           fingerprint=request_fingerprint(job.request),
+                           request=request_to_dict(job.request))  # fmt: skip
+        await holder.mark_sending(job.key)
+        result = await client.character_swap.run(job.request)
+        await holder.mark_created(job.key, result.id)
+        await holder.mark_completed(job.key, result.raw)
+        member = await PostgresStore.open(store_url, lease_ttl=30.0)
+        try:
+            async with client.batch(journal=member) as batch:
+                handle = await batch.submit(job.request, key=job.key)
+                with anyio.fail_after(30):  # a guard against a hang, not a synchronisation
+                    outcome = await handle.outcome()
+        finally:
+            await member.aclose()
+    assert outcome.ok
+    assert outcome.task_id == result.id
+    assert outcome.replayed
+    assert creates(sim) == 1

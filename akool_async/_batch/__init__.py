@@ -46,7 +46,7 @@ from akool_async._errors import (
 )
 from akool_async._journal import Journal
 from akool_async._models import CharacterSwap, HeadSwap, Job
-from akool_async._store import JobLeasedError, StoreSpec, open_store
+from akool_async._store import JobLeasedError, JobRecord, JobState, StoreSpec, open_store
 
 from ._complete import Completion, outcome_for
 from ._estimate import AdaptiveTiming, size_bucket
@@ -89,6 +89,7 @@ class _Job:
     request: Request
     handle: JobHandle
     state: str | None = None
+    submitted: bool = False  # given to submit(): its caller waits on the handle
 
 
 class Batch:
@@ -303,7 +304,9 @@ class Batch:
             if todo.handle is None:
                 self._enter()
             handle = todo.handle or self._stream.new_handle(todo.key)
-            job = _Job(todo.key, todo.request, handle, state="pending")
+            job = _Job(
+                todo.key, todo.request, handle, state="pending", submitted=todo.handle is not None
+            )
             if isinstance(job.request, HeadSwap):
                 # Its shared analysis may take minutes: do not hold a create worker.
                 assert self._tg is not None
@@ -337,7 +340,7 @@ class Batch:
             # Another live member of the fleet owns this key: its outcome is theirs.
             assert self._fleet is not None
             self._keys.discard(job.key)
-            self._fleet.leave(job.key, job)
+            self._fleet.leave(job.key, job, submitted=job.submitted)
             return
         except AkoolError as err:
             if stops_intake(err):
@@ -477,8 +480,18 @@ class Batch:
 
     # -- outcomes -------------------------------------------------------------------------
 
-    def _settled_elsewhere(self, job: _Job) -> None:
-        """Another member of the fleet gave ``job`` its outcome: it leaves this batch."""
+    async def _settled_elsewhere(self, job: _Job, record: JobRecord) -> None:
+        """Another member of the fleet gave ``job`` its outcome (``record``): a submitted
+        job's handle gets it from the store (replayed); any other job leaves this batch."""
+        if job.submitted:
+            job.handle.activity.from_journal(record, replayed=True)
+            if record.state in (JobState.COMPLETED, JobState.FAILED):
+                outcome = await self._completion.replay(job.key, job.request, record)
+            else:
+                error = record.error or JournalError(f"job {job.key!r} ended {record.state}")
+                outcome = Outcome(key=job.key, job=job.request, error=error, task_id=record.task_id)
+            self._emit(job, outcome)
+            return
         self._outstanding -= 1
         if job.state is not None:
             self._counts[job.state] -= 1

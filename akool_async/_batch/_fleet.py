@@ -7,10 +7,12 @@ What the member does besides its own jobs, in a task of the batch's group:
 - takes every request of its client's API key from the store's token bucket
   (:class:`~akool_async._fleet_budget.SharedBudget`), so the fleet shares one rate;
 - seeds its duration estimate from the durations the fleet learnt, and adds its own;
-- once its input is exhausted, waits for the jobs of its input that other live members
-  own (:meth:`FleetMember.leave`): those finished elsewhere get no outcome here; those
-  whose owner died (lease lapsed) are claimed and resumed — created ones poll by id,
-  ``sending`` ones come back uncertain, never re-created.
+- once its input is exhausted (at once for a job given to ``submit()``), waits for the
+  jobs of its input that other live members own (:meth:`FleetMember.leave`): those
+  finished elsewhere get no outcome here, except submitted ones, whose caller waits on a
+  handle: they get the fleet's outcome from the store; those whose owner died (lease
+  lapsed) are claimed and resumed — created ones poll by id, ``sending`` ones come back
+  uncertain, never re-created.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class FleetMember(Generic[_J]):
         self._scheduler = scheduler
         self._api = api
         self._foreign: dict[str, _J] = {}
+        self._submitted: set[str] = set()  # foreign keys whose jobs came from submit()
         self._input_done = anyio.Event()
         self._left = anyio.Event()
         self._seeded: dict[str, anyio.Event] = {}
@@ -116,7 +119,7 @@ class FleetMember(Generic[_J]):
     async def run(
         self,
         resume: Callable[[_J], Awaitable[None]],
-        settled: Callable[[_J], None],
+        settled: Callable[[_J, JobRecord], Awaitable[None]],
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -142,6 +145,7 @@ class FleetMember(Generic[_J]):
     def input_done(self) -> None:
         """The batch's own input is exhausted: start taking over lapsed jobs."""
         self._input_done.set()
+        self._left.set()
 
     async def next_unheld(
         self, next_job: Callable[[], Awaitable[Todo | None]], held: Callable[[Todo], None]
@@ -168,38 +172,44 @@ class FleetMember(Generic[_J]):
                         self._window.append(todo)
             return self._window.popleft()
 
-    def leave(self, key: str, job: _J) -> None:
+    def leave(self, key: str, job: _J, *, submitted: bool = False) -> None:
         """``key`` is owned by another live member: this batch gives no outcome unless its
-        owner dies before finishing it."""
+        owner dies before finishing it, or the job was ``submitted`` (its caller waits)."""
         self._foreign[key] = job
+        if submitted:
+            self._submitted.add(key)
         self._left.set()
+
+    def _watching_now(self) -> bool:
+        return self._input_done.is_set() or bool(self._submitted)
 
     async def _take_over(
         self,
         resume: Callable[[_J], Awaitable[None]],
-        settled: Callable[[_J], None],
+        settled: Callable[[_J, JobRecord], Awaitable[None]],
         tg: TaskGroup,
     ) -> NoReturn:
-        await self._input_done.wait()
         while True:
-            if not self._foreign:
+            while not (self._foreign and self._watching_now()):
                 # A create worker may still meet a key another member holds.
                 self._left = anyio.Event()
                 await self._left.wait()
             stored = await self.store.records_for(self._foreign)
             for key, record in stored.items():
                 if _finished(record):
-                    settled(self._foreign.pop(key))
+                    self._submitted.discard(key)
+                    await settled(self._foreign.pop(key), record)
             if not self._foreign:
                 continue
             resumed = 0
             for record in await self.store.claim(self._foreign):
                 job = self._foreign.pop(record.key)
+                self._submitted.discard(record.key)
                 if _finished(record) and record.state is not JobState.UNCERTAIN:
                     # Finished by its owner, who then let it go: not ours to report. (An
                     # uncertain one was sending when read above: our claim made it so.)
                     await self.store.release([record.key])
-                    settled(job)
+                    await settled(job, record)
                 else:
                     resumed += 1
                     tg.start_soon(self._resume, resume, job, record)
