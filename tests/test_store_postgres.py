@@ -397,6 +397,23 @@ async def db_now(url: str) -> float:
     return float(rows[0][0])
 
 
+async def take(
+    store: PostgresStore, account: str, rate: float, burst: float, *, recovery: float = 0.002
+) -> float:
+    """One token: 0.0 when granted, else the seconds until one is due."""
+    granted, wait = await store.take_tokens(account, rate, burst, 1, recovery=recovery)
+    return 0.0 if granted else wait
+
+
+async def test_several_tokens_are_granted_in_one_take(store_url: str) -> None:
+    """take_tokens grants what the bucket holds, up to the count asked for, then waits."""
+    async with PostgresStore(store_url) as store:
+        assert await store.take_tokens("acct", 10, 3, 4) == (3, 0.0)
+        granted, wait = await store.take_tokens("acct", 10, 3, 4)
+        assert granted == 0
+        assert 0 < wait <= 0.1
+
+
 async def test_token_bucket_bounds_the_fleet(store_url: str) -> None:
     """Eight takers on two members get at most rate * T + burst tokens over T of server time."""
     rate, burst, span = 40.0, 5.0, 0.5
@@ -407,7 +424,7 @@ async def test_token_bucket_bounds_the_fleet(store_url: str) -> None:
         async def taker(store: PostgresStore) -> None:
             nonlocal granted
             while await db_now(store_url) < start + span:
-                wait = await store.take_token("acct", rate, burst)
+                wait = await take(store, "acct", rate, burst)
                 if wait == 0:
                     granted += 1
                 else:
@@ -424,16 +441,16 @@ async def test_token_bucket_bounds_the_fleet(store_url: str) -> None:
 async def test_token_bucket_refills_by_server_time(store_url: str) -> None:
     """An empty bucket whose last take was 0.1 s ago at 10/s grants one token, then waits."""
     async with PostgresStore(store_url) as store:
-        assert await store.take_token("acct", 10, 1) == 0.0
-        assert await store.take_token("acct", 10, 1) > 0
+        assert await take(store, "acct", 10, 1) == 0.0
+        assert await take(store, "acct", 10, 1) > 0
         await sql(
             store_url,
             "UPDATE akool_rate SET tokens = 0, updated = clock_timestamp() - interval '100 ms'",
         )
-        assert await store.take_token("acct", 10, 1) == 0.0
-        wait = await store.take_token("acct", 10, 1)
+        assert await take(store, "acct", 10, 1) == 0.0
+        wait = await take(store, "acct", 10, 1)
         assert 0 < wait <= 0.1
-        assert await store.take_token("other", 10, 1) == 0.0  # accounts are separate
+        assert await take(store, "other", 10, 1) == 0.0  # accounts are separate
 
 
 async def test_throttle_cuts_the_shared_rate_and_it_recovers(store_url: str) -> None:
@@ -446,13 +463,13 @@ async def test_throttle_cuts_the_shared_rate_and_it_recovers(store_url: str) -> 
         assert await b.throttled("acct", 0.5) == 0.25
         assert await b.throttled("acct", 0.1, floor=0.2) == 0.2
         # The bucket was emptied: the next take waits about 1 / (rate * factor).
-        assert await a.take_token("acct", 1, 1) > 1.0
+        assert await take(a, "acct", 1, 1) > 1.0
         await sql(store_url, "UPDATE akool_rate SET tokens = 100")
         for _ in range(4):
-            assert await a.take_token("acct", 1, 100, recovery=0.1) == 0.0
+            assert await take(a, "acct", 1, 100, recovery=0.1) == 0.0
         assert await b.rate_factor("acct") == pytest.approx(0.6)
         for _ in range(10):
-            await a.take_token("acct", 1, 100, recovery=0.1)
+            await take(a, "acct", 1, 100, recovery=0.1)
         assert await b.rate_factor("acct") == 1.0
 
 

@@ -380,24 +380,15 @@ class PostgresDatabase:
 
     # ------------------------------------------------------------------ rate and durations
 
-    async def take_token(
-        self, account: str, rate: float, burst: float, *, recovery: float = 0.002
-    ) -> float:
-        """Take one request token of ``account``'s fleet-wide bucket.
-
-        Returns 0.0 when granted, else the seconds until a token is due (take again then).
-        The bucket refills at ``rate * factor`` per second of server time up to ``burst``;
-        each granted token adds ``recovery`` to the factor (additive increase up to 1).
-        """
-        granted, wait = await self.take_tokens(account, rate, burst, 1, recovery=recovery)
-        return 0.0 if granted else wait
-
     async def take_tokens(
         self, account: str, rate: float, burst: float, count: int, *, recovery: float = 0.002
     ) -> tuple[int, float]:
-        """Take up to ``count`` tokens at once (one transaction): ``(granted, wait)``, where
-        ``wait`` is the seconds until a token is due when none was granted (see
-        :meth:`take_token`)."""
+        """Take up to ``count`` tokens of ``account``'s fleet-wide bucket in one transaction:
+        ``(granted, wait)``, ``wait`` being the seconds until a token is due when none was.
+
+        The bucket refills at ``rate * factor`` per second of server time up to ``burst``;
+        each granted token adds ``recovery`` to the factor (additive increase up to 1).
+        """
         rate, burst = positive_number("rate", rate), max(1.0, positive_number("burst", burst))
         args = (account, rate, burst, recovery, max(1, count))
 
