@@ -232,7 +232,12 @@ class PollScheduler:
             if w.done:
                 continue
             w.in_flight = True
-            await send.send(w)  # waits while every worker is busy
+            try:
+                # A worker is free: hand over without a loop turn, so every due poll
+                # leaves in this turn, not one per turn.
+                send.send_nowait(w)
+            except anyio.WouldBlock:
+                await send.send(w)  # every worker is busy: wait for one
 
     async def _sleep(self, seconds: float | None) -> None:
         """Sleep ``seconds`` (None: until woken) unless ``_schedule`` wakes the driver."""
