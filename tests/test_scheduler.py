@@ -7,6 +7,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 import anyio
 import attrs
@@ -21,10 +22,10 @@ from akool_async._batch._estimate import (
     AdaptiveTiming,
     DurationEstimate,
 )
-from akool_async._batch._scheduler import PollScheduler
+from akool_async._batch._scheduler import PollScheduler, observed_duration
 from akool_async._config import PollPolicy
 from akool_async._errors import NotFoundError, RateLimitError, ServerError, WaitTimeoutError
-from akool_async._models import TaskStatus
+from akool_async._models import CharacterSwapResult, HeadSwapResult, TaskStatus
 from akool_async._pacing import COOLDOWN, DECREASE, FLOOR, Pacer, share_cut
 
 pytestmark = pytest.mark.anyio
@@ -169,6 +170,23 @@ def test_estimator_quantiles_need_min_samples_and_slide() -> None:
         est.observe("b", 50.0)
     assert est.quantile("b", 0.0) == 50.0
     assert est.samples("b") == 256
+
+
+def test_a_finished_duration_comes_from_akools_timestamps_within_the_poll_interval() -> None:
+    """Akool's update minus create time is used, clamped to the interval the client saw."""
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def swap(took: float) -> CharacterSwapResult:
+        return CharacterSwapResult(id="a", status=TaskStatus.COMPLETED, created_at=t0,
+                                   updated_at=t0 + timedelta(seconds=took))
+
+    # The job was created at 100; the client polled at 110 (running) and 140 (done).
+    assert observed_duration(swap(12.5), 110.0, 140.0, 100.0) == 12.5
+    assert observed_duration(swap(3.0), 110.0, 140.0, 100.0) == 10.0
+    assert observed_duration(swap(90.0), 110.0, 140.0, 100.0) == 40.0
+    # Without both timestamps (a head swap has no update time): the middle of the interval.
+    head = HeadSwapResult(id="h", status=TaskStatus.COMPLETED, created_at=t0)
+    assert observed_duration(head, 110.0, 140.0, 100.0) == 25.0
 
 
 async def _run_scheduler(sched: PollScheduler, clock: ManualClock, until: anyio.Event) -> None:
@@ -707,8 +725,11 @@ def test_early_evidence_skips_only_while_almost_none_finished_by_that_age() -> N
     assert not est.likely_still_running(bucket, 150.0)  # no evidence that old
     for _ in range(30):
         est.observe(bucket, 90.0)
-    assert not est.is_early(bucket)
-    assert not est.likely_still_running(bucket, 40.0)  # durations now guide polling instead
+    assert est.is_early(bucket)  # 35 of 75 finished: under half, the fast ones alone
+    for _ in range(20):
+        est.observe(bucket, 90.0)
+    assert not est.is_early(bucket)  # 55 of 95: durations now guide polling instead
+    assert not est.likely_still_running(bucket, 40.0)
 
 
 def test_early_estimate_counts_jobs_still_running_and_those_last_seen_early() -> None:
@@ -737,11 +758,14 @@ def test_early_estimate_counts_jobs_still_running_and_those_last_seen_early() ->
     assert not est.likely_still_running(bucket, 15.0)  # 5.5 % finished by 15
     for _ in range(9):
         est.observe(bucket, 40.0)
-    assert not est.is_early(bucket)  # 28 % by 40, over 30 completions: settled
-    assert est.quantile(bucket, 0.25) == 20.0  # the sliding window answers from now on
+    assert est.is_early(bucket)  # 28 % by 40: under half finished, still early
+    for _ in range(71):
+        est.observe(bucket, 40.0)
+    assert not est.is_early(bucket)  # 52 % by 40, over 30 completions: settled
+    assert est.quantile(bucket, 0.10) == 20.0  # the sliding window answers from now on
 
 
-def test_a_burst_bucket_stays_early_until_a_quarter_has_finished() -> None:
+def test_a_burst_bucket_stays_early_until_half_has_finished() -> None:
     """Thirty completions out of a thousand jobs are the fastest few, not a typical sample."""
     est = DurationEstimate()
     bucket = ("k", None)
@@ -752,9 +776,15 @@ def test_a_burst_bucket_stays_early_until_a_quarter_has_finished() -> None:
     assert est.is_early(bucket)
     assert est.quantile(bucket, 0.25) == 59.0  # not reached: the trusted frontier, a floor
     assert est.likely_still_running(bucket, 59.5)  # 3 % finished by then: skip
-    for i in range(250):  # a quarter of the burst finishes by 70
+    for _ in range(720):  # 720 of the 970 are seen running at 75 ...
+        est.seen_running(bucket, 60.0, 75.0)
+    for i in range(250):  # ... the others finish by 70: 28 % of the burst
         est.seen_running(bucket, 60.0, None)
         est.observe(bucket, 60.0 + i / 25)
+    assert est.is_early(bucket)
+    for i in range(250):  # 53 % by 85
+        est.seen_running(bucket, 75.0, None)
+        est.observe(bucket, 75.0 + i / 25)
     assert not est.is_early(bucket)
 
 

@@ -39,12 +39,14 @@ __all__ = [
 MIN_SAMPLES = 3
 #: Quantile of the durations the first poll aims at: low, so that most jobs are still
 #: running at the first poll and are caught by the fine-grained polls that follow.
-FIRST_POLL_QUANTILE = 0.25
+FIRST_POLL_QUANTILE = 0.10
 #: After the first poll, the wait is this fraction of the job's age: the detection lag
-#: stays under this fraction of a job's duration (about half of it on average). 0.10, not
-#: 0.15: on a narrow spread (lognormal sigma 0.25) 0.15 lagged 1.35x the best geometric
-#: grid with as many polls, 0.10 1.15-1.3x (the polling benchmark).
-LAG_FRACTION = 0.10
+#: stays under this fraction of a job's duration (about half of it on average).
+#: These two were chosen with the polling benchmark (mean lag against the best geometric
+#: grid spending as many polls per job; two seeds each): 0.25 and 0.10 lagged 1.31x on a
+#: narrow spread (lognormal sigma 0.25, jobs arriving over time), 0.10 and 0.07 1.12-1.15x,
+#: at about 1.5x the polls; on sigma 0.6 both pairs stay within 1.25x.
+LAG_FRACTION = 0.07
 #: Durations remembered per bucket (a sliding window: the service's speed drifts).
 WINDOW = 256
 #: Jobs an early estimate must rest on: the fraction finished by an age is trusted only
@@ -54,6 +56,10 @@ MIN_EVIDENCE = 30
 #: A poll is skipped when the estimated fraction of jobs finished by the job's age is under
 #: this (and the estimate is trusted there).
 SKIP_BELOW_FINISHED = 0.05
+#: A bucket leaves its early phase once the product-limit estimate says this fraction of
+#: its jobs finished: before, the completed durations are its fastest jobs, and their
+#: window would aim first polls too early.
+SETTLED_FINISHED = 0.5
 #: A bucket leaves its early phase once this many jobs finished, however few that is.
 MAX_EARLY_COMPLETIONS = 1024
 #: The first jobs watched in a new bucket probe for its first completion; the others send
@@ -161,7 +167,7 @@ class EarlyCompletions:
         if n < MIN_EVIDENCE:
             return False
         finished = self.curve()[1]
-        return bool(finished) and finished[-1] >= FIRST_POLL_QUANTILE
+        return bool(finished) and finished[-1] >= SETTLED_FINISHED
 
     def empty(self) -> bool:
         """No evidence and no probe left: the bucket can be forgotten."""

@@ -23,6 +23,7 @@ import itertools
 import math
 import random
 from collections.abc import Awaitable, Callable, Hashable
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -37,7 +38,7 @@ from akool_async._pacing import Pacer
 
 from ._estimate import AdaptiveTiming, jittered
 
-__all__ = ["PollScheduler", "Watch"]
+__all__ = ["PollScheduler", "Watch", "observed_duration"]
 
 
 @attrs.define(eq=False)
@@ -347,9 +348,8 @@ class PollScheduler:
         w.status = result.status
         now = self.clock.monotonic()
         if result.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
-            # The true end lies between the previous poll and this one.
             previous = w.last_poll if w.last_poll is not None else w.started
-            self.timing.observe(w.bucket, (previous + now) / 2 - w.started)
+            self.timing.observe(w.bucket, observed_duration(result, previous, now, w.started))
             self._finish(w, result)
             return
         w.last_poll = now
@@ -379,3 +379,20 @@ class PollScheduler:
             task_id=w.task_id,
             deadline=w.deadline,
         )
+
+
+def observed_duration(result: object, previous: float, now: float, started: float) -> float:
+    """How long a finished task took, in seconds from its create, for the estimate.
+
+    The client knows the end lies between its previous poll (or the create) and ``now``.
+    Akool's own ``updated_at - created_at`` (the completed answer's ``update_time`` minus
+    ``create_time``) says where, clamped to that interval; without them, the midpoint. (A
+    job found finished at its first poll would otherwise count as half its age: with first
+    polls aimed at a low quantile, the estimate then drifts down and polls come too early.)
+    """
+    low, high = previous - started, now - started
+    created: datetime | None = getattr(result, "created_at", None)
+    updated: datetime | None = getattr(result, "updated_at", None)
+    if created is None or updated is None:
+        return (low + high) / 2
+    return min(high, max(low, (updated - created).total_seconds()))
