@@ -4,6 +4,8 @@ shared bucket, not the member's own pacers."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from conftest import ManualClock
 
@@ -90,6 +92,13 @@ def test_pause_honours_retry_after_without_a_cut() -> None:
     assert pacer.throttles == 0
 
 
+class _LongestBackoff(random.Random):
+    """Every jittered delay at its upper bound."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
 async def test_in_a_fleet_a_throttle_cuts_the_shared_bucket_not_the_members_pacers() -> None:
     """A 1005 answer with a shared budget: one cut of the bucket, the client's pacers keep
     their rates (they see only this member's share of the traffic)."""
@@ -102,6 +111,7 @@ async def test_in_a_fleet_a_throttle_cuts_the_shared_bucket_not_the_members_pace
         ) as client:
             api = client._api
             api.shared_budget = SharedBudget(bucket, "acct", 100.0, clock)
+            api.rng = _LongestBackoff()  # full jitter could retry before the sim refills
             before = (api._get_pacer.rate, api._create_pacer.rate)
             for _ in range(3):
                 await client.get_credits()
