@@ -72,7 +72,9 @@ class Intake:
             self._async = aiter(jobs)
         elif jobs is not None:
             self._sync = iter(jobs)
-        self._submitted_send, self._submitted = anyio.create_memory_object_stream[Todo](math.inf)
+        self._submitted_send, self._submitted = anyio.create_memory_object_stream[Todo](
+            math.inf
+        )
         self._index = 0
         self._keys = KeyMaker()
         self.exhausted = False
@@ -141,22 +143,20 @@ class Intake:
         return Todo(key=key, job=job, request=request)
 
     async def _next_item(self) -> object:
-        if self._sync is not None:
-            # No await between the check and next(): no other worker can interleave.
-            return self._ended(_END if self.exhausted else next(self._sync, _END))
-        assert self._async is not None
         async with self._lock:
             if self.exhausted:
                 return _END
-            try:
-                return self._ended(await self._async.__anext__())
-            except StopAsyncIteration:
-                return self._ended(_END)
-
-    def _ended(self, item: object) -> object:
-        if item is _END:
-            self.exhausted = True
-        return item
+            if self._sync is not None:
+                item = next(self._sync, _END)
+            else:
+                assert self._async is not None
+                try:
+                    item = await self._async.__anext__()
+                except StopAsyncIteration:
+                    item = _END
+            if item is _END:
+                self.exhausted = True
+            return item
 
 
 #: What the input yields once exhausted.
