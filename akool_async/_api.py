@@ -248,6 +248,19 @@ class Api:
         refreshed = False
         tries = 0
 
+        async def send(headers: Mapping[str, str]) -> dict[str, Any]:
+            return await self._send(
+                transport,
+                method,
+                path,
+                params=params,
+                body=body,
+                headers=headers,
+                task_id=task_id,
+                attempt=tries,
+                before_send=before_send,
+            )
+
         async def attempt() -> dict[str, Any]:
             nonlocal refreshed, tries
             headers = await self._auth_headers()
@@ -259,17 +272,7 @@ class Api:
                 note_create_sent(self.clock.wall())  # the current batch job's attempts
             try:
                 try:
-                    data = await self._send(
-                        transport,
-                        method,
-                        path,
-                        params=params,
-                        body=body,
-                        headers=headers,
-                        task_id=task_id,
-                        attempt=tries,
-                        before_send=before_send,
-                    )
+                    data = await send(headers)
                 except AuthenticationError as err:
                     # 1101 proves the request was rejected (nothing created): with a token,
                     # refresh it once per call and send the same request again.
@@ -277,18 +280,7 @@ class Api:
                         raise
                     refreshed = True
                     _logger.debug("%s %s: token rejected (1101), refreshing once", method, path)
-                    fresh = await self._refreshed_headers(headers)
-                    data = await self._send(
-                        transport,
-                        method,
-                        path,
-                        params=params,
-                        body=body,
-                        headers=fresh,
-                        task_id=task_id,
-                        attempt=tries,
-                        before_send=before_send,
-                    )
+                    data = await send(await self._refreshed_headers(headers))
             except RateLimitError as err:
                 if self.shared_budget is None:
                     self._throttled(err.retry_after)

@@ -16,7 +16,6 @@ from akool_async._cli._journal import (
     ReadOnlyJournal,
     export_jsonl,
     format_summary,
-    journal_command,
     journal_summary,
     summary_to_json,
 )
@@ -163,12 +162,12 @@ def test_command_prints_summary_json_and_export(
     journal_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The command prints text, --json, and exports to --out, each with exit code 0."""
-    assert journal_command([str(journal_path)]) == 0
+    assert main(["journal", str(journal_path)]) == 0
     assert "uncertain (1)" in capsys.readouterr().out
-    assert journal_command([str(journal_path), "--json"]) == 0
+    assert main(["journal", str(journal_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"] == 8
     out = tmp_path / "export.jsonl"
-    assert journal_command([str(journal_path), "export", "--out", str(out)]) == 0
+    assert main(["journal", str(journal_path), "export", "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 8
     assert "wrote 8 job(s)" in capsys.readouterr().err
 
@@ -194,7 +193,7 @@ def test_command_bad_input_is_one_line_exit_2(
     elif case == "empty":
         sqlite3.connect(path).close()
     arg = "postgresql://user:pw@db/x" if case == "postgres" else str(path)
-    assert journal_command([arg]) == 2
+    assert main(["journal", arg]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
@@ -205,9 +204,9 @@ def test_command_usage_errors_exit_2(
     journal_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--out without export and --json with export are refused with exit 2."""
-    assert journal_command([str(journal_path), "--out", "x.jsonl"]) == 2
-    assert journal_command([str(journal_path), "export", "--json"]) == 2
-    assert journal_command([]) == 2
+    assert main(["journal", str(journal_path), "--out", "x.jsonl"]) == 2
+    assert main(["journal", str(journal_path), "export", "--json"]) == 2
+    assert main(["journal"]) == 2
     assert "Traceback" not in capsys.readouterr().err
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import anyio
 import pytest
 
-from akool_async._cli._report import render_report, report_command
+from akool_async._cli import main
+from akool_async._cli._report import render_report
 from akool_async._store import Journal
 from akool_async.testing._media import fake_mp4
 
@@ -292,7 +293,7 @@ def test_command_reads_a_journal(tmp_path: Path, capsys: pytest.CaptureFixture[s
     anyio.run(_journal_with_download, tmp_path / "run.db", video, backend="asyncio")
     out = tmp_path / "site" / "report.html"
     out.parent.mkdir()
-    assert report_command([str(tmp_path / "run.db"), "--html", str(out)]) == 0
+    assert main(["report", str(tmp_path / "run.db"), "--html", str(out)]) == 0
     page = out.read_text(encoding="utf-8")
     assert 'src="../videos/j1.mp4"' in page
     assert "read timed out" in page
@@ -308,7 +309,7 @@ def test_command_reads_results_jsonl(tmp_path: Path) -> None:
     results = tmp_path / "results.jsonl"
     results.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "report.html"
-    assert report_command([str(results), "--html", str(out)]) == 0
+    assert main(["report", str(results), "--html", str(out)]) == 0
     page = out.read_text(encoding="utf-8")
     assert 'src="videos/clip-0.mp4"' in page
     assert 'href="https://cdn.test/out/1.mp4"' in page
@@ -340,7 +341,7 @@ def test_command_bad_input_is_one_line_exit_2(
     """Unreadable input or output gives exit 2 and one line on stderr, never a traceback."""
     Path(bad_inputs["unwritable"][0]).write_text('{"key": "k", "ok": true}\n')
     for case, argv in bad_inputs.items():
-        assert report_command(argv) == 2, case
+        assert main(["report", *argv]) == 2, case
         err = capsys.readouterr().err
         assert "Traceback" not in err, case
         if case != "no --html":  # argparse prints its usage line too

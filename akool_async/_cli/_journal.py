@@ -36,7 +36,6 @@ __all__ = [
     "configure_journal_parser",
     "export_jsonl",
     "format_summary",
-    "journal_command",
     "journal_main",
     "journal_summary",
     "record_credits",
@@ -440,18 +439,3 @@ async def journal_main(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary))
     return EXIT_OK
-
-
-def journal_command(argv: Sequence[str]) -> int:
-    """``akool-async journal PATH [--json]`` / ``... PATH export [--out FILE]``; exit code."""
-    parser = configure_journal_parser(
-        argparse.ArgumentParser(
-            prog="akool-async journal",
-            description="Show what a journal holds (read-only; safe while a run is going).",
-        )
-    )
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exc:  # --help (0) or a usage error (2)
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    return anyio.run(journal_main, args, backend="asyncio")

@@ -36,7 +36,6 @@ __all__ = [
     "configure_report_parser",
     "load_rows",
     "render_report",
-    "report_command",
     "report_main",
 ]
 
@@ -517,18 +516,3 @@ async def report_main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     sys.stderr.write(f"akool-async: wrote the report of {len(rows)} job(s) to {out}\n")
     return EXIT_OK
-
-
-def report_command(argv: Sequence[str]) -> int:
-    """``akool-async report PATH --html FILE``; returns the exit code (2 for bad input)."""
-    parser = configure_report_parser(
-        argparse.ArgumentParser(
-            prog="akool-async report",
-            description="Write one self-contained HTML page of a run (no network needed).",
-        )
-    )
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exc:  # --help (0) or a usage error (2)
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    return anyio.run(report_main, args, backend="asyncio")

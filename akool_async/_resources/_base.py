@@ -7,13 +7,13 @@ is one line of request and one line of structuring.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
 from akool_async._api import Api
 from akool_async._errors import ResponseError, SubmissionUncertainError
 
-from ._polling import PollTiming
+from ._polling import PollTiming, R, wait_terminal
 
 __all__ = ["APIResource", "structure_created", "structure_polled"]
 
@@ -54,6 +54,28 @@ class APIResource:
             idempotent=create_request is None,
             create_request=create_request,
             before_send=before_send,
+        )
+
+    async def _wait(
+        self,
+        get: Callable[[str], Awaitable[R]],
+        task_id: str,
+        *,
+        deadline: float | None,
+        what: str,
+        bucket: Hashable,
+        created: float | None = None,
+    ) -> R:
+        """``wait_terminal`` of ``get(task_id)`` with this client's clock and poll timing."""
+        return await wait_terminal(
+            self._api,
+            get,
+            task_id,
+            deadline=deadline,
+            what=what,
+            timing=self._timing,
+            bucket=bucket,
+            created=created,
         )
 
 

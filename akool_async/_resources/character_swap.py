@@ -13,7 +13,7 @@ from akool_async._errors import ValidationError
 from akool_async._models import CharacterSwap, CharacterSwapResult, CharacterSwapTask
 
 from ._base import APIResource, structure_created, structure_polled
-from ._polling import check_deadline, check_id, size_bucket, time_left, wait_terminal
+from ._polling import check_deadline, check_id, size_bucket, time_left
 
 __all__ = ["CREATE_PATH", "RESULT_PATH", "CharacterSwapResource"]
 
@@ -65,15 +65,11 @@ class CharacterSwapResource(APIResource):
         ``deadline``: seconds from now (None: no limit); past it ``WaitTimeoutError``.
         Polls follow the client's PollPolicy (exponential backoff with jitter).
         """
-        task_id = check_id("task_id", task_id)
-        seconds = check_deadline(deadline)
-        return await wait_terminal(
-            self._api,
+        return await self._wait(
             self.get,
-            task_id,
-            deadline=seconds,
+            check_id("task_id", task_id),
+            deadline=check_deadline(deadline),
             what="character swap",
-            timing=self._timing,
             bucket=(KIND, None),
         )
 
@@ -84,13 +80,11 @@ class CharacterSwapResource(APIResource):
         seconds = check_deadline(deadline)
         start = self._api.clock.monotonic()
         task = await self.create(req)
-        return await wait_terminal(
-            self._api,
+        return await self._wait(
             self.get,
             task.id,
             deadline=time_left(self._api, seconds, start),
             what="character swap",
-            timing=self._timing,
             bucket=(KIND, size_bucket(req)),
             created=start,
         )

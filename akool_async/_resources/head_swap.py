@@ -21,7 +21,7 @@ from akool_async._models import (
 )
 
 from ._base import APIResource, structure_created, structure_polled
-from ._polling import check_deadline, check_id, size_bucket, time_left, wait_terminal
+from ._polling import check_deadline, check_id, size_bucket, time_left
 
 __all__ = [
     "ANALYSIS_PATH",
@@ -86,15 +86,11 @@ class HeadSwapResource(APIResource):
 
         ``deadline``: seconds from now (None: no limit); past it ``WaitTimeoutError``.
         """
-        analysis_id = check_id("analysis_id", analysis_id)
-        seconds = check_deadline(deadline)
-        return await wait_terminal(
-            self._api,
+        return await self._wait(
             self.get_analysis,
-            analysis_id,
-            deadline=seconds,
+            check_id("analysis_id", analysis_id),
+            deadline=check_deadline(deadline),
             what="head-swap analysis",
-            timing=self._timing,
             bucket=("analysis", None),
         )
 
@@ -130,15 +126,11 @@ class HeadSwapResource(APIResource):
 
         ``deadline``: seconds from now (None: no limit); past it ``WaitTimeoutError``.
         """
-        task_id = check_id("task_id", task_id)
-        seconds = check_deadline(deadline)
-        return await wait_terminal(
-            self._api,
+        return await self._wait(
             self.get,
-            task_id,
-            deadline=seconds,
+            check_id("task_id", task_id),
+            deadline=check_deadline(deadline),
             what="head swap",
-            timing=self._timing,
             bucket=(KIND, None),
         )
 
@@ -153,13 +145,11 @@ class HeadSwapResource(APIResource):
         seconds = check_deadline(deadline)
         start = self._api.clock.monotonic()
         analysis = await self.analyze(req.video_url)
-        analysis = await wait_terminal(
-            self._api,
+        analysis = await self._wait(
             self.get_analysis,
             analysis.id,
             deadline=time_left(self._api, seconds, start),
             what="head-swap analysis",
-            timing=self._timing,
             bucket=("analysis", None),
             created=self._api.clock.monotonic(),
         )
@@ -169,13 +159,11 @@ class HeadSwapResource(APIResource):
             raise FaceMappingError(missing, detected, req.video_url)
         created = self._api.clock.monotonic()
         task = await self.create(req)
-        return await wait_terminal(
-            self._api,
+        return await self._wait(
             self.get,
             task.id,
             deadline=time_left(self._api, seconds, start),
             what="head swap",
-            timing=self._timing,
             bucket=(KIND, size_bucket(req)),
             created=created,
         )
