@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from ._errors import (
+from akool_async._errors import (
     JournalBindingError,
     JournalConflictError,
     JournalError,
@@ -20,6 +20,7 @@ from ._errors import (
     JournalLockedError,
     JournalStateError,
 )
+
 from ._postgres import JobLeasedError, PostgresStore
 from ._records import (
     JobKind,

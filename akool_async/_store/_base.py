@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._errors import JournalConflictError, JournalStateError
+from akool_async._errors import JournalConflictError, JournalStateError
+
 from ._records import ALLOWED_FROM, KINDS, JobRecord, JobState, canonical_json, error_to_json
 
 __all__ = ["StoreBase", "records_in_pages"]

@@ -21,7 +21,7 @@ import os
 import socket
 import sys
 
-from ._errors import JournalError, JournalHolder, JournalLockedError
+from akool_async._errors import JournalError, JournalHolder, JournalLockedError
 
 if sys.platform != "win32":
     import fcntl

@@ -28,11 +28,10 @@ from typing import Any, cast
 import attrs
 
 from akool_async._clock import Clock
-from akool_async._errors import SubmissionUncertainError
+from akool_async._errors import JournalError, JournalStateError, SubmissionUncertainError
 
 from . import _postgres_sql as sql
 from ._base import StoreBase
-from ._errors import JournalError, JournalStateError
 from ._postgres_base import DEFAULT_LEASE_TTL, DEFAULT_POOL_SIZE, PostgresDatabase
 from ._postgres_db import Connection, Row
 from ._records import ALLOWED_FROM, JobKind, JobRecord, JobState, canonical_json, error_to_json

@@ -26,10 +26,15 @@ import anyio
 import attrs
 
 from akool_async._clock import SYSTEM_CLOCK, Clock
-from akool_async._errors import ConfigurationError
+from akool_async._errors import (
+    ConfigurationError,
+    JournalBindingError,
+    JournalError,
+    JournalFormatError,
+    JournalStateError,
+)
 
 from . import _postgres_sql as sql
-from ._errors import JournalBindingError, JournalError, JournalFormatError, JournalStateError
 from ._postgres_db import (
     Connection,
     DatabaseErrors,

@@ -18,9 +18,8 @@ import attrs
 
 import akool_async._errors as sdk_errors
 from akool_async._converters import result_from_raw
-from akool_async._errors import AkoolError
-
-from ._errors import (
+from akool_async._errors import (
+    AkoolError,
     JournalBindingError,
     JournalConflictError,
     JournalError,

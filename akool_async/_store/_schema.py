@@ -12,7 +12,8 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Literal, cast
 
-from ._errors import JournalBindingError, JournalError, JournalFormatError
+from akool_async._errors import JournalBindingError, JournalError, JournalFormatError
+
 from ._records import JobRecord, JobState
 
 __all__ = [

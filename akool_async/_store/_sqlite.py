@@ -44,10 +44,9 @@ import anyio.to_thread
 import attrs
 
 from akool_async._clock import SYSTEM_CLOCK, Clock
-from akool_async._errors import ConfigurationError
+from akool_async._errors import ConfigurationError, JournalError, JournalStateError
 
 from ._base import StoreBase
-from ._errors import JournalError, JournalStateError
 from ._lock import JournalLock
 from ._records import JobKind, JobRecord, JobState
 from ._schema import (
