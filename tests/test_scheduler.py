@@ -16,11 +16,15 @@ from conftest import ManualClock
 
 from akool_async._batch._estimate import (
     FIRST_JOBS_PROBING,
+    FIRST_POLL_FLOOR,
+    FIRST_POLL_LAG,
+    FIRST_POLL_QUANTILE,
     MAX_EARLY_COMPLETIONS,
     MIN_EVIDENCE,
     MIN_SAMPLES,
     AdaptiveTiming,
     DurationEstimate,
+    latest_first_poll,
 )
 from akool_async._batch._scheduler import PollScheduler, observed_duration
 from akool_async._config import PollPolicy
@@ -828,3 +832,35 @@ def test_backoff_stays_at_its_cap_for_a_job_polled_thousands_of_times() -> None:
     w = sched.watch("a", kind="k", poll=poll, on_done=lambda _v: None)
     w.polls = 5_000  # a job running for days at the 60 s cap
     assert sched.next_delay(w, 0.0) == 60.0
+
+
+def test_the_latest_first_poll_keeps_the_early_jobs_lag_within_its_budget() -> None:
+    """Jobs of 10, 20 and 40 s: a first poll at t lags the 10 s job t/10 - 1 of its duration."""
+    third = [1 / 3] * 3
+    # Up to 20 s only the 10 s job is early: (t/10 - 1) / 3 <= 0.05 gives t <= 11.5.
+    assert latest_first_poll([10.0, 20.0, 40.0], third, 0.05) == pytest.approx(11.5)
+    # Past 20 s both early jobs count: ((t/10 - 1) + (t/20 - 1)) / 3 <= 0.5 gives t <= 70/3.
+    assert latest_first_poll([10.0, 20.0, 40.0], third, 0.5) == pytest.approx(70 / 3)
+    # Equal durations: nothing finishes before the last age, the evidence ends first.
+    assert latest_first_poll([10.0, 10.0, 10.0], third, 0.05) is None
+    assert latest_first_poll([0.0, 10.0, 10.0], third, 0.05) == 0.0
+
+
+def test_the_first_poll_is_earlier_for_a_wide_spread_of_durations() -> None:
+    """A narrow spread keeps the 10 % quantile; a wide one polls earlier, within the floor."""
+    est = DurationEstimate()
+    narrow, wide = ("k", "narrow"), ("k", "wide")
+    for i in range(100):
+        est.observe(narrow, 50.0 + i / 10)  # 50 .. 59.9 s
+        est.observe(wide, 10.0 * 1.03**i)  # 10 .. 186 s, geometric
+    assert not est.is_early(narrow)  # the sliding windows answer
+    assert not est.is_early(wide)
+    assert est.first_poll(narrow) == est.quantile(narrow, FIRST_POLL_QUANTILE)
+    q10 = est.quantile(wide, FIRST_POLL_QUANTILE)
+    first = est.first_poll(wide)
+    assert q10 is not None
+    assert first is not None
+    assert FIRST_POLL_FLOOR * q10 <= first < q10
+    expected = latest_first_poll([10.0 * 1.03**i for i in range(100)], [0.01] * 100,
+                                 FIRST_POLL_LAG)
+    assert first == pytest.approx(expected)

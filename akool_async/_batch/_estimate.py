@@ -16,6 +16,7 @@ surely find the job still running.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 from collections import deque
@@ -37,9 +38,19 @@ __all__ = [
 
 #: Completed jobs of a bucket needed before its durations steer first polls.
 MIN_SAMPLES = 3
-#: Quantile of the durations the first poll aims at: low, so that most jobs are still
-#: running at the first poll and are caught by the fine-grained polls that follow.
+#: The first poll goes as late as it can while the jobs that finish before it add at most
+#: this to the mean relative lag (such a job of duration d, found at age t, lags t/d - 1 of
+#: its duration): a narrow spread of durations allows a late first poll, a wide one asks
+#: for an early one. Against the best geometric poll grid spending as many polls, this
+#: rule followed by LAG_FRACTION steps lags 1.00-1.02x on lognormal spreads sigma 0.25-0.9
+#: (a fixed 10 % quantile: 1.00x at sigma 0.25, 1.21x at 0.6). About a quarter of the
+#: lag the LAG_FRACTION steps leave (their mean is about LAG_FRACTION / 2).
+FIRST_POLL_LAG = 0.008
+#: The first poll is never later than this quantile of the durations ...
 FIRST_POLL_QUANTILE = 0.10
+#: ... nor earlier than this fraction of that quantile (bounds the polls of a bucket with
+#: a few near-instant jobs).
+FIRST_POLL_FLOOR = 0.25
 #: After the first poll, the wait is this fraction of the job's age: the detection lag
 #: stays under this fraction of a job's duration (about half of it on average).
 #: These two were chosen with the polling benchmark (mean lag against the best geometric
@@ -88,6 +99,26 @@ def jittered(delay: float, policy: PollPolicy, rng: random.Random) -> float:
     """``delay`` times ``uniform(1 - jitter, 1 + jitter)``."""
     j = policy.jitter
     return delay * rng.uniform(1.0 - j, 1.0 + j) if j else delay
+
+
+def latest_first_poll(ages: list[float], shares: list[float], budget: float) -> float | None:
+    """The latest first poll at which the jobs finished before it lag ``budget`` on average.
+
+    ``ages``: durations, ascending; ``shares``: the fraction of all jobs finishing at each.
+    Polled first at age t, a job of duration d < t lags t/d - 1 of its duration; the mean
+    over all jobs, t * sum(share/d) - sum(share) over d < t, grows with t. None when it
+    stays under ``budget`` up to the last age (the evidence ends before the answer).
+    """
+    finished = 0.0  # share of the jobs finished before the current age
+    inverse = 0.0  # the sum of share / duration over them
+    for age, share in zip(ages, shares, strict=True):
+        if age <= 0.0:
+            return 0.0  # a job done at once: any wait is an unbounded relative lag
+        if age * inverse - finished > budget:
+            return (budget + finished) / inverse
+        finished += share
+        inverse += share / age
+    return None
 
 
 def _nearest_rank(values: list[float], q: float) -> float:
@@ -188,6 +219,7 @@ class DurationEstimate:
         self._order: dict[Hashable, deque[float]] = {}
         self._early: dict[Hashable, EarlyCompletions] = {}
         self._settled: set[Hashable] = set()
+        self._first_poll: dict[Hashable, float | None] = {}  # cached until the next change
 
     def _early_for(self, bucket: Hashable) -> EarlyCompletions | None:
         """The bucket's early evidence, created on first use; None once settled."""
@@ -204,6 +236,7 @@ class DurationEstimate:
 
     def observe(self, bucket: Hashable, duration: float) -> None:
         """Record one finished job's duration (seconds)."""
+        self._first_poll.pop(bucket, None)
         order = self._order.setdefault(bucket, deque())
         values = self._sorted.setdefault(bucket, [])
         if len(order) >= WINDOW:
@@ -229,6 +262,26 @@ class DurationEstimate:
             return None
         return _nearest_rank(values, q)
 
+    def first_poll(self, bucket: Hashable) -> float | None:
+        """The age to poll a new job of ``bucket`` at first (see ``FIRST_POLL_LAG``); None
+        before ``MIN_SAMPLES`` completions."""
+        if bucket in self._first_poll:
+            return self._first_poll[bucket]
+        cap = self.quantile(bucket, FIRST_POLL_QUANTILE)
+        if cap is not None:
+            early = self._early.get(bucket)
+            if early is not None:
+                ages, finished = early.curve()
+                shares = [b - a for a, b in itertools.pairwise([0.0, *finished])]
+            else:
+                ages = self._sorted[bucket]
+                shares = [1.0 / len(ages)] * len(ages)
+            latest = latest_first_poll(ages, shares, FIRST_POLL_LAG)
+            if latest is not None:
+                cap = min(cap, max(latest, FIRST_POLL_FLOOR * cap))
+        self._first_poll[bucket] = cap
+        return cap
+
     def samples(self, bucket: Hashable) -> int:
         """How many durations the bucket's sliding window holds."""
         return len(self._sorted.get(bucket, ()))
@@ -246,6 +299,7 @@ class DurationEstimate:
         early = self._early.get(bucket) if age is None else self._early_for(bucket)
         if early is None:
             return
+        self._first_poll.pop(bucket, None)
         if before is not None:
             i = bisect.bisect_left(early.running, before)
             if i < len(early.running) and early.running[i] == before:
@@ -297,7 +351,7 @@ class AdaptiveTiming:
     """:class:`PollTiming` from a :class:`PollPolicy` and the bucket's observed durations.
 
     Before ``MIN_SAMPLES`` completions of a bucket: the policy's backoff. After: the first
-    poll aims at the ``FIRST_POLL_QUANTILE`` of the durations, later ones wait
+    poll goes at ``DurationEstimate.first_poll``, later ones wait
     ``LAG_FRACTION`` of the job's age (capped at ``max_interval``). ``adaptive=False``
     keeps the plain backoff.
     """
@@ -315,7 +369,7 @@ class AdaptiveTiming:
     def _aim(self, bucket: Hashable) -> float | None:
         if not self.policy.adaptive:
             return None
-        return self.estimate.quantile(bucket, FIRST_POLL_QUANTILE)
+        return self.estimate.first_poll(bucket)
 
     def first_delay(self, bucket: Hashable) -> float:
         """Seconds from the create to the first poll."""
