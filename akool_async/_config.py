@@ -92,8 +92,9 @@ class PollPolicy:
       jobs created together do not poll in lock-step.
     - ``max_polls_per_second`` (20): one budget shared by every poll of a client or batch.
     - ``adaptive`` (True): once jobs of a kind and size have completed, a new job's first poll
-      aims at the observed duration, so a typical job is found in 1-3 polls. Before the
-      first completion only the kind's first 40 jobs poll (the scouts); the others wait
+      goes shortly before the fastest of them had finished and later ones every 7 % of its
+      age, so a job is found a few percent of its duration after it finished. Before the
+      first completion only the kind's first 40 jobs poll (the probes); the others wait
       for them, so a burst of thousands costs a few hundred polls until one has finished.
     - ``reconcile_interval`` (120 s): for jobs whose completion is expected by webhook, a slow
       safety poll in case the webhook never arrives.
