@@ -96,7 +96,9 @@ class PollScheduler:
         self._workers = max_concurrent_polls
         self._heap: list[tuple[float, int, int, Watch]] = []
         self._seq = itertools.count()
-        # The driver's current sleep; cancelling it wakes the driver (an earlier entry).
+        # How to wake the sleeping driver for an earlier entry: set the event it waits on
+        # while the heap is empty, or cancel its timed sleep.
+        self._wake: anyio.Event | None = None
         self._sleep_scope: anyio.CancelScope | None = None
         self._by_id: dict[str, Watch] = {}
         self.polls_sent = 0
@@ -204,8 +206,11 @@ class PollScheduler:
         w.generation += 1  # any older heap entry of this id is now stale
         earliest = self._heap[0][0] if self._heap else math.inf
         heapq.heappush(self._heap, (due, next(self._seq), w.generation, w))
-        if due < earliest and self._sleep_scope is not None:
-            self._sleep_scope.cancel()
+        if due < earliest:
+            if self._wake is not None:
+                self._wake.set()
+            elif self._sleep_scope is not None:
+                self._sleep_scope.cancel()
 
     def _forget(self, w: Watch) -> None:
         """Withdraw ``w``'s early evidence (it finished or is no longer watched)."""
@@ -241,14 +246,23 @@ class PollScheduler:
                 await send.send(w)  # every worker is busy: wait for one
 
     async def _sleep(self, seconds: float | None) -> None:
-        """Sleep ``seconds`` (None: until woken) unless ``_schedule`` wakes the driver."""
+        """Sleep ``seconds`` (None: until woken) unless ``_schedule`` wakes the driver.
+
+        An empty heap waits on an event: every new job of a batch with nothing due wakes
+        the driver, and setting an event costs far less than cancelling a scope (which
+        throws into the task). A timed sleep runs on the clock, so it is cancelled instead.
+        """
+        if seconds is None:
+            self._wake = anyio.Event()
+            try:
+                await self._wake.wait()
+            finally:
+                self._wake = None
+            return
         with anyio.CancelScope() as scope:
             self._sleep_scope = scope
             try:
-                if seconds is None:
-                    await anyio.sleep_forever()
-                else:
-                    await self.clock.sleep(seconds)
+                await self.clock.sleep(seconds)
             finally:
                 self._sleep_scope = None
 
