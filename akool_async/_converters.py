@@ -78,11 +78,6 @@ __all__ = [
     "request_to_dict",
     "result_from_raw",
     "structure",
-    "structure_character_swap_result",
-    "structure_character_swap_task",
-    "structure_head_swap_analysis",
-    "structure_head_swap_result",
-    "structure_head_swap_task",
 ]
 
 R = TypeVar(
@@ -399,36 +394,6 @@ def structure(data: object, cls: type[R]) -> R:
     for a missing ``_id``, non-object data or a documented field of the wrong type.
     """
     result: R = _structure_result(data, cls)
-    return result
-
-
-def structure_character_swap_task(data: object) -> CharacterSwapTask:
-    """``data`` of ``POST /api/open/v4/characterSwap/create`` -> :class:`CharacterSwapTask`."""
-    result: CharacterSwapTask = _structure_result(data, CharacterSwapTask)
-    return result
-
-
-def structure_character_swap_result(data: object) -> CharacterSwapResult:
-    """``data`` of ``GET /api/open/v3/content/video/infobymodelid`` -> result."""
-    result: CharacterSwapResult = _structure_result(data, CharacterSwapResult)
-    return result
-
-
-def structure_head_swap_analysis(data: object) -> HeadSwapAnalysis:
-    """``data`` of head-swap ``analyze`` or ``analyze/detail`` -> :class:`HeadSwapAnalysis`."""
-    result: HeadSwapAnalysis = _structure_result(data, HeadSwapAnalysis)
-    return result
-
-
-def structure_head_swap_task(data: object) -> HeadSwapTask:
-    """``data`` of ``POST /api/open/v4/headswap/task/create`` -> :class:`HeadSwapTask`."""
-    result: HeadSwapTask = _structure_result(data, HeadSwapTask)
-    return result
-
-
-def structure_head_swap_result(data: object) -> HeadSwapResult:
-    """``data`` of ``GET /api/open/v4/headswap/task/detail`` -> :class:`HeadSwapResult`."""
-    result: HeadSwapResult = _structure_result(data, HeadSwapResult)
     return result
 
 

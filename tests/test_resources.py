@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from akool_async._client import AkoolClient
 from akool_async._config import PollPolicy, RetryPolicy
-from akool_async._converters import structure_character_swap_task
 from akool_async._errors import (
     FaceMappingError,
     InvalidParameterError,
@@ -325,6 +324,6 @@ def test_unreadable_create_answer_is_uncertain_and_keeps_the_id() -> None:
     odd = {"_id": "689174694b4dbdd4ab3d28c9", "status": "not-a-status", "create_time": "?"}
     where = {"request": object(), "method": "POST", "path": "/create"}
     with pytest.raises(SubmissionUncertainError) as full:
-        structure_created(structure_character_swap_task, odd, **where)
+        structure_created(CharacterSwapTask, odd, **where)
     assert full.value.task_id == odd["_id"]
     assert full.value.request is where["request"]

@@ -8,17 +8,16 @@ is one line of request and one line of structuring.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from akool_async._api import Api
+from akool_async._converters import R as Model
+from akool_async._converters import structure
 from akool_async._errors import ResponseError, SubmissionUncertainError
 
 from ._polling import PollTiming, R, wait_terminal
 
 __all__ = ["APIResource", "structure_created", "structure_polled"]
-
-T = TypeVar("T")
-
 
 class APIResource:
     """A namespace of API calls over one client's :class:`Api`."""
@@ -80,11 +79,11 @@ class APIResource:
 
 
 def structure_polled(
-    fn: Callable[[Any], T], data: dict[str, Any], *, method: str, path: str, task_id: str
-) -> T:
-    """``fn(data)`` with method, path and task id added to a ResponseError."""
+    cls: type[Model], data: dict[str, Any], *, method: str, path: str, task_id: str
+) -> Model:
+    """``data`` as a ``cls``, with method, path and task id added to a ResponseError."""
     try:
-        return fn(data)
+        return structure(data, cls)
     except ResponseError as err:
         err.method = err.method or method
         err.path = err.path or path
@@ -93,15 +92,15 @@ def structure_polled(
 
 
 def structure_created(
-    fn: Callable[[Any], T], data: dict[str, Any], *, request: object, method: str, path: str
-) -> T:
-    """``fn(data)`` for a create: an unreadable answer means a task may exist.
+    cls: type[Model], data: dict[str, Any], *, request: object, method: str, path: str
+) -> Model:
+    """``data`` as a ``cls`` for a create: an unreadable answer means a task may exist.
 
     Raises SubmissionUncertainError (carrying the request and the id if one was readable)
     from the ResponseError; the request is not resent.
     """
     try:
-        return fn(data)
+        return structure(data, cls)
     except ResponseError as err:
         raw_id = data.get("_id")
         task_id = raw_id if isinstance(raw_id, str) and raw_id else None

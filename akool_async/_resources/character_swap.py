@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from akool_async._converters import (
-    character_swap_to_wire,
-    structure_character_swap_result,
-    structure_character_swap_task,
-)
+from akool_async._converters import character_swap_to_wire
 from akool_async._errors import ValidationError
 from akool_async._models import CharacterSwap, CharacterSwapResult, CharacterSwapTask
 
@@ -48,7 +44,7 @@ class CharacterSwapResource(APIResource):
             before_send=before_send,
         )
         return structure_created(
-            structure_character_swap_task, data, request=req, method="POST", path=CREATE_PATH
+            CharacterSwapTask, data, request=req, method="POST", path=CREATE_PATH
         )
 
     async def get(self, task_id: str) -> CharacterSwapResult:
@@ -56,7 +52,7 @@ class CharacterSwapResource(APIResource):
         task_id = check_id("task_id", task_id)
         data = await self._get(RESULT_PATH, params={"video_model_id": task_id}, task_id=task_id)
         return structure_polled(
-            structure_character_swap_result, data, method="GET", path=RESULT_PATH, task_id=task_id
+            CharacterSwapResult, data, method="GET", path=RESULT_PATH, task_id=task_id
         )
 
     async def wait(self, task_id: str, *, deadline: float | None = None) -> CharacterSwapResult:

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from akool_async._converters import (
-    analyze_to_wire,
-    head_swap_to_wire,
-    structure_head_swap_analysis,
-    structure_head_swap_result,
-    structure_head_swap_task,
-)
+from akool_async._converters import analyze_to_wire, head_swap_to_wire, structure
 from akool_async._errors import FaceMappingError, ValidationError
 from akool_async._models import (
     HeadSwap,
@@ -65,18 +59,14 @@ class HeadSwapResource(APIResource):
         if problem is not None:
             raise ValidationError("video_url", problem)
         data = await self._post(ANALYZE_PATH, json=analyze_to_wire(video_url))
-        return structure_head_swap_analysis(data)
+        return structure(data, HeadSwapAnalysis)
 
     async def get_analysis(self, analysis_id: str) -> HeadSwapAnalysis:
         """The current state of analysis ``analysis_id``."""
         analysis_id = check_id("analysis_id", analysis_id)
         data = await self._get(ANALYSIS_PATH, params={"_id": analysis_id}, task_id=analysis_id)
         return structure_polled(
-            structure_head_swap_analysis,
-            data,
-            method="GET",
-            path=ANALYSIS_PATH,
-            task_id=analysis_id,
+            HeadSwapAnalysis, data, method="GET", path=ANALYSIS_PATH, task_id=analysis_id
         )
 
     async def wait_analysis(
@@ -110,7 +100,7 @@ class HeadSwapResource(APIResource):
             CREATE_PATH, json=head_swap_to_wire(req), create_request=req, before_send=before_send
         )
         return structure_created(
-            structure_head_swap_task, data, request=req, method="POST", path=CREATE_PATH
+            HeadSwapTask, data, request=req, method="POST", path=CREATE_PATH
         )
 
     async def get(self, task_id: str) -> HeadSwapResult:
@@ -118,7 +108,7 @@ class HeadSwapResource(APIResource):
         task_id = check_id("task_id", task_id)
         data = await self._get(DETAIL_PATH, params={"_id": task_id}, task_id=task_id)
         return structure_polled(
-            structure_head_swap_result, data, method="GET", path=DETAIL_PATH, task_id=task_id
+            HeadSwapResult, data, method="GET", path=DETAIL_PATH, task_id=task_id
         )
 
     async def wait(self, task_id: str, *, deadline: float | None = None) -> HeadSwapResult:
