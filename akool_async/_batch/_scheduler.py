@@ -8,12 +8,16 @@ bounded and the heap keeps its order. The waits come from an
 :class:`~._estimate.AdaptiveTiming`; webhook-backed ids poll only every
 ``reconcile_interval`` (the webhook completes them, the poll is the safety net).
 
-A job's observed duration is the midpoint between its last poll that saw it running and
-the poll that saw it finished. While its bucket is early (few completions), a due poll is
-skipped when the evidence says it would almost surely find the job running, and only the
-first jobs probe before the bucket's first completion (see ``_estimate``). A poll asked
-for by ``poll_now()``, a webhook-backed one, or the last one before a deadline is never
-skipped.
+A finished job's duration is Akool's own (``update_time - create_time``), clamped between
+its last poll that saw it running and the poll that saw it finished (the midpoint when
+Akool gives no times; see :func:`observed_duration`). While its bucket is early (few
+completions), a due poll is skipped when the evidence says it would almost surely find the
+job running, and only the first jobs probe before the bucket's first completion (see
+``_estimate``). A poll asked for by ``poll_now()``, a webhook-backed one, or the last one
+before a deadline is never skipped.
+
+With nothing due, the driver waits on an event that a new entry sets; a timed sleep (on the
+injectable clock) is cancelled instead when an earlier entry arrives.
 """
 
 from __future__ import annotations
