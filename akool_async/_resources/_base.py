@@ -19,6 +19,7 @@ from ._polling import PollTiming, R, wait_terminal
 
 __all__ = ["APIResource", "structure_created", "structure_polled"]
 
+
 class APIResource:
     """A namespace of API calls over one client's :class:`Api`."""
 
