@@ -251,6 +251,31 @@ async def test_scheduler_backs_off_exponentially_per_id() -> None:
     assert gaps == pytest.approx([2.0, 4.0, 5.0, 5.0])
 
 
+async def test_an_earlier_entry_wakes_the_driver_when_idle_and_when_sleeping() -> None:
+    """An idle driver (empty heap) and one sleeping until a later poll both wake for it."""
+    clock = ManualClock(settle=True)
+    policy = PollPolicy(initial=10.0, factor=2.0, max_interval=10.0, jitter=0.0,
+                        max_polls_per_second=1e6, adaptive=False)
+    sched = PollScheduler(policy, clock)
+    polled: list[tuple[str, float]] = []
+
+    async def poll(task_id: str) -> FakeResult:
+        polled.append((task_id, clock.now))
+        return FakeResult(TaskStatus.COMPLETED)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sched.run)
+        await clock.sleep(3.0)  # the driver waits with nothing to poll
+        sched.watch("idle", kind="k", poll=poll, on_done=lambda _v: None)  # due at 13
+        await clock.sleep(17.0)
+        sched.watch("sleeping", kind="k", poll=poll, on_done=lambda _v: None)  # due at 30
+        await clock.sleep(2.0)  # the driver sleeps until 30
+        sched.poll_now("sleeping")  # due now, at 22
+        await clock.sleep(18.0)
+        tg.cancel_scope.cancel()
+    assert polled == [("idle", 13.0), ("sleeping", 22.0)]
+
+
 async def test_scheduler_adaptive_first_poll_aims_at_observed_duration() -> None:
     """After a few completions, a new job's first poll lands near the observed duration."""
     clock = ManualClock(settle=True)
